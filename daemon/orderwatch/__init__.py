@@ -1,0 +1,37 @@
+"""orderwatch: watches gift-card orders on the Orders API and announces every status change.
+
+The public surface is small: the error tree, the settings loader, and :func:`main` for the
+command line. Everything else lives in private modules, one concept each.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from orderwatch._exceptions import (
+    ApiError,
+    ConfigError,
+    CredentialsError,
+    DeliveryError,
+    OrderwatchError,
+    PermanentApiError,
+    RateLimitedError,
+    StateError,
+    TransientApiError,
+)
+from orderwatch._settings import Settings, load_settings
+
+__all__ = [
+    "ApiError",
+    "ConfigError",
+    "CredentialsError",
+    "DeliveryError",
+    "OrderwatchError",
+    "PermanentApiError",
+    "RateLimitedError",
+    "Settings",
+    "StateError",
+    "TransientApiError",
+    "__version__",
+    "load_settings",
+]

@@ -1,0 +1,7 @@
+"""``python -m orderwatch``: the same as the ``orderwatch`` command."""
+
+import sys
+
+from orderwatch._cli import main
+
+sys.exit(main())

@@ -1,0 +1,270 @@
+"""The ``orderwatch`` command: run, check-config, notify-test, status, sandbox, demo.
+
+Every failure a user can cause ends in one line naming the cause and a non-zero exit: 2 for an
+invalid configuration, 1 for anything else. Never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from orderwatch import __version__
+from orderwatch._exceptions import ConfigError, OrderwatchError
+from orderwatch._logging import configure_logging
+from orderwatch._messages import format_duration
+from orderwatch._models import KNOWN_STATUSES
+from orderwatch._settings import Settings, config_path, default_state_path, load_settings
+
+__all__ = ["main"]
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="the TOML configuration file (default: $ORDERWATCH_CONFIG)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="orderwatch",
+        description="Watch gift-card orders on the Orders API and announce every status change.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"orderwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run the daemon in the foreground, logging to stderr",
+        description="Run the daemon in the foreground, logging to stderr. SIGTERM or SIGINT "
+        "finishes what is in flight, closes the state and exits 0.",
+    )
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    commands.add_parser(
+        "check-config",
+        parents=[common],
+        help="validate the configuration without touching the network",
+        description="Validate the configuration file and the ORDERWATCH_* environment without "
+        "touching the network. Exit 0 when valid, else 2 with one line per problem.",
+    )
+    commands.add_parser(
+        "notify-test",
+        parents=[common],
+        help="send a test message through every route",
+        description="Send one test message to every destination of every route, print each "
+        "(credentials masked) with its outcome; exit 1 if any failed.",
+    )
+    status = commands.add_parser(
+        "status",
+        parents=[common],
+        help="show what the state file knows",
+        description="Read the state file: orders per status, the open orders, the last "
+        "successful poll, the first sync's progress and the outbox.",
+    )
+    status.add_argument("--state", metavar="PATH", help="the state file (default: from the config)")
+    status.add_argument("--limit", type=int, default=50, help="open orders to list (default 50)")
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="serve a simulated Orders API on loopback",
+        description="Serve a simulated Orders API on loopback: token, paged list, status, and "
+        "a lifecycle that keeps moving. Deterministic for a given seed.",
+    )
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8080)
+    sandbox.add_argument("--seed", type=int, default=1)
+    sandbox.add_argument("--orders", type=int, default=200, help="orders at start (default 200)")
+    sandbox.add_argument("--open", type=int, default=15, help="of which open, newest (default 15)")
+    sandbox.add_argument("--tick", type=float, default=2.0, help="seconds between lifecycle steps")
+    sandbox.add_argument("--arrival-rate", type=float, default=0.5, help="new orders per step")
+    sandbox.add_argument("--token-lifetime", type=float, default=3600.0, help="expires_in seconds")
+    sandbox.add_argument("--list-key", choices=["data", "orders"], default="data")
+    sandbox.add_argument("--client-id", default="sandbox")
+    sandbox.add_argument("--client-secret", default="sandbox-secret")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the sandbox and the daemon together, printing notifications",
+        description="Start a sandbox Orders API and the daemon against it; print every "
+        "notification to the terminal; serve metrics. Ctrl-C stops.",
+    )
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--metrics-port", type=int, default=9464)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path = config_path(getattr(args, "config", None))
+    if path is None:
+        raise ConfigError(["config: no configuration file: pass --config PATH or set ORDERWATCH_CONFIG"])
+    return load_settings(path)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    routes = settings.notify.routes
+    print(
+        f"configuration is valid: {settings.api.base_url}, every {settings.poll.interval:g}s, "
+        f"{len(routes)} route(s), {sum(len(r.urls) for r in routes)} destination(s)"
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(args.log_level)
+    from orderwatch._service import run_service  # noqa: PLC0415 - keeps check-config light
+
+    anyio.run(run_service, settings)
+    return 0
+
+
+def _cmd_notify_test(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from orderwatch._sinks import destinations_for, send  # noqa: PLC0415
+
+    destinations = destinations_for(settings.notify.routes)
+    if not destinations:
+        print("notify.routes: no routes configured, nothing to test", file=sys.stderr)
+        return EXIT_FAILURE
+    title = "orderwatch: test message"
+    body = "If you can read this, orderwatch can reach this destination."
+
+    async def send_all() -> list[str | None]:
+        return [await send(d, title, body) for d in destinations]
+
+    results = anyio.run(send_all)
+    for destination, error in zip(destinations, results, strict=True):
+        outcome = "ok    " if error is None else "FAILED"
+        suffix = "" if error is None else f": {error}"
+        print(f"{outcome} {destination.route}: {destination.masked}{suffix}")
+    return EXIT_FAILURE if any(results) else 0
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    stamp = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{stamp} ({format_duration(time.time() - timestamp)} ago)"
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from orderwatch._store import Store  # noqa: PLC0415
+
+    if args.state:
+        path = Path(args.state)
+    elif config_path(getattr(args, "config", None)) is not None:
+        path = _settings(args).state.path
+    else:
+        path = default_state_path()
+    store = Store.open(path, readonly=True)
+    try:
+        counts = store.status_counts()
+        open_orders = store.open_orders()
+        last = store.get_meta("last_successful_poll")
+        print(f"state: {path}")
+        print(f"last successful poll: {_when(float(last) if last else None)}")
+        if store.baseline_done:
+            print("first sync: done")
+        else:
+            page, pages = store.get_meta("sync_page"), store.get_meta("sync_total_pages")
+            learned = store.get_meta("sync_orders") or "0"
+            done = f"page {page} of {pages}, {learned} orders learned" if page else "not started"
+            print(f"first sync: in progress ({done})")
+        print(f"orders: {sum(counts.values())}")
+        for status in (*KNOWN_STATUSES, *sorted(set(counts) - set(KNOWN_STATUSES))):
+            print(f"  {status:<30} {counts.get(status, 0):>8}")
+        print(f"open orders: {len(open_orders)}")
+        for known in open_orders[: max(args.limit, 0)]:
+            since = _when(known.status_since)
+            print(f"  #{known.order.number:<8} {known.order.status:<30} since {since}")
+        if len(open_orders) > args.limit:
+            print(f"  … and {len(open_orders) - args.limit} more (--limit N shows more)")
+        queue = store.queue_counts()
+        print(f"deliveries: {queue['pending']} pending, {queue['dead']} dead")
+    finally:
+        store.close()
+    return 0
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from orderwatch._sandbox import Sandbox, World  # noqa: PLC0415
+
+    world = World(
+        seed=args.seed, orders=args.orders, open_orders=args.open, arrival_rate=args.arrival_rate
+    )
+    try:
+        sandbox = Sandbox(
+            world,
+            host=args.host,
+            port=args.port,
+            list_key=args.list_key,
+            token_lifetime=args.token_lifetime,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+        )
+    except OSError as error:
+        raise OrderwatchError(f"sandbox: cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    sandbox.start()
+    sandbox.tick_every(args.tick)
+    print(f"sandbox Orders API on {sandbox.url} (client_id={args.client_id}, "
+          f"client_secret={args.client_secret}); Ctrl-C stops", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from orderwatch._demo import run_demo  # noqa: PLC0415
+
+    return run_demo(seed=args.seed, metrics_port=args.metrics_port)
+
+
+_COMMANDS = {
+    "run": _cmd_run,
+    "check-config": _cmd_check_config,
+    "notify-test": _cmd_notify_test,
+    "status": _cmd_status,
+    "sandbox": _cmd_sandbox,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``orderwatch`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except OrderwatchError as error:
+        logging.getLogger("orderwatch").debug("fatal", exc_info=True)
+        print(f"orderwatch: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

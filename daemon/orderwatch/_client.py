@@ -1,0 +1,212 @@
+"""The Orders API client: requests, their budget, their retries, and what the answers mean.
+
+Retries are decided here and only here: timeouts, connection errors, 5xx, 429 and malformed
+bodies are retried with exponential backoff and jitter (a 429 waits as ``Retry-After`` says);
+a 401 fetches a new token once; anything else is final. When retries run out the last
+:class:`~orderwatch.ApiError` propagates: the caller turns it into "no event", never into a
+vanished order.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final, TypeVar
+from urllib.parse import quote
+
+import httpx
+import stamina
+
+from orderwatch._auth import ClientCredentials, StaticToken, TokenSource
+from orderwatch._exceptions import (
+    ApiError,
+    CredentialsError,
+    PermanentApiError,
+    RateLimitedError,
+    TransientApiError,
+)
+from orderwatch._models import OrderPage, parse_order_page, parse_status_body
+from orderwatch._settings import ApiSettings
+
+__all__ = ["OrdersApi", "RetryPolicy"]
+
+log = logging.getLogger("orderwatch.api")
+
+T = TypeVar("T")
+Observe = Callable[[str, str, float], None]  # endpoint, code, seconds
+_MAX_RETRY_AFTER: Final = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard one logical request tries before its error reaches the caller."""
+
+    attempts: int = 5
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    wait_jitter: float = 1.0
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value), _MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max((when - datetime.now(UTC)).total_seconds(), 0.0), _MAX_RETRY_AFTER)
+
+
+def _backoff(error: Exception) -> bool | float:
+    """stamina's hook: retry transient errors; a 429's wait is the server's to choose."""
+    if isinstance(error, RateLimitedError) and error.retry_after is not None:
+        return error.retry_after
+    return isinstance(error, TransientApiError)
+
+
+def _describe(error: httpx.TransportError) -> str:
+    if isinstance(error, httpx.TimeoutException):
+        return "timed out"
+    cause = error.__cause__ or error.__context__
+    reason = getattr(cause, "strerror", None) or type(error).__name__
+    return f"connection failed ({reason})"
+
+
+class OrdersApi:
+    """The three calls orderwatch makes: token, order list page, order status."""
+
+    def __init__(
+        self,
+        settings: ApiSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        observe: Observe = lambda *_: None,
+        on_secret: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        from orderwatch._ratelimit import RateLimiter  # noqa: PLC0415 - keeps the import graph flat
+
+        self._http = httpx.AsyncClient(
+            base_url=settings.base_url,
+            timeout=settings.timeout,
+            transport=transport,
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "orderwatch"},
+        )
+        self._limiter = RateLimiter(settings.max_rps)
+        self._retry = retry or RetryPolicy()
+        self._observe = observe
+        self._failing = False
+        self.requests_made = 0
+        self._auth: TokenSource
+        if settings.token is not None:
+            self._auth = StaticToken(settings.token.get_secret_value())
+        else:
+            assert settings.client_id is not None  # noqa: S101 - guaranteed by ApiSettings
+            assert settings.client_secret is not None  # noqa: S101
+            self._auth = ClientCredentials(
+                settings.client_id,
+                settings.client_secret.get_secret_value(),
+                post_form=lambda path, form: self._send(
+                    "token", self._http.build_request("POST", path, data=form)
+                ),
+                on_token=on_secret,
+            )
+
+    async def __aenter__(self) -> OrdersApi:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def list_orders(self, page: int) -> OrderPage:
+        """Page ``page`` (from 1) of the order list."""
+        return await self._call("list", f"/v1/orders?page={page}", parse_order_page)
+
+    async def order_status(self, order_id: str) -> str | None:
+        """The status of one order; None when the API does not know the id (404)."""
+        return await self._call(
+            "status", f"/v1/orders/{quote(order_id, safe='')}/status", parse_status_body
+        )
+
+    async def _call(
+        self, endpoint: str, url: str, parse: Callable[[bytes], T]
+    ) -> T | None:
+        retrying = stamina.retry_context(
+            on=_backoff,
+            attempts=self._retry.attempts,
+            timeout=None,
+            wait_initial=self._retry.wait_initial,
+            wait_max=self._retry.wait_max,
+            wait_jitter=self._retry.wait_jitter,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        result = await self._once(endpoint, url, parse)
+                    except TransientApiError as error:
+                        if not self._failing:
+                            log.warning("api: %s; retrying with backoff", error)
+                        self._failing = True
+                        raise
+        except ApiError as error:
+            self._failing = not isinstance(error, PermanentApiError)
+            raise
+        if self._failing:
+            log.info("api: answering again")
+            self._failing = False
+        return result
+
+    async def _once(self, endpoint: str, url: str, parse: Callable[[bytes], T]) -> T | None:
+        token = await self._auth.token()
+        response = await self._get(endpoint, url, token)
+        if response.status_code == 401 and self._auth.invalidate(token):
+            response = await self._get(endpoint, url, await self._auth.token())
+        code = response.status_code
+        if code == 401:
+            raise CredentialsError(
+                "api: the Orders API rejected the access token (HTTP 401); "
+                "check api.token or the client credentials"
+            )
+        if code == 429:
+            wait = _retry_after(response)
+            if wait:
+                self._limiter.hold_off(wait)
+            raise RateLimitedError(f"{endpoint}: rate limited (HTTP 429)", wait)
+        if code >= 500:
+            raise TransientApiError(f"{endpoint}: HTTP {code} from the Orders API")
+        if code == 404 and endpoint == "status":
+            return None
+        if code != 200:
+            raise PermanentApiError(f"{endpoint}: HTTP {code} from the Orders API")
+        return parse(response.content)
+
+    async def _get(self, endpoint: str, url: str, token: str) -> httpx.Response:
+        request = self._http.build_request("GET", url, headers={"Authorization": f"Bearer {token}"})
+        return await self._send(endpoint, request)
+
+    async def _send(self, endpoint: str, request: httpx.Request) -> httpx.Response:
+        await self._limiter.acquire()
+        self.requests_made += 1
+        started = time.perf_counter()
+        try:
+            response = await self._http.send(request)
+        except httpx.TransportError as error:
+            code = "timeout" if isinstance(error, httpx.TimeoutException) else "error"
+            self._observe(endpoint, code, time.perf_counter() - started)
+            raise TransientApiError(f"{endpoint}: {_describe(error)}") from None
+        self._observe(endpoint, str(response.status_code), time.perf_counter() - started)
+        return response

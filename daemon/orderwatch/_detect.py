@@ -1,0 +1,141 @@
+"""Change detection: what orderwatch knew of some orders + what the API showed → changes, events.
+
+Pure functions over plain data: no HTTP, no SQL, no clock (``now`` is an argument). The rules:
+
+- an order the state does not know is a :class:`NewOrder`;
+- a known order whose observed status differs from the remembered one is a :class:`Transition`,
+  whatever the direction (nothing promises statuses only move forward);
+- anything else is no change. An order observed twice in one batch counts once, as its last
+  observation: one event per order per observed change, never more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from orderwatch._models import Order
+
+__all__ = [
+    "Change",
+    "Event",
+    "EventKind",
+    "KnownOrder",
+    "NewOrder",
+    "Transition",
+    "detect_changes",
+    "events_for",
+]
+
+EventKind = Literal["created", "status_changed"]
+
+
+@dataclass(frozen=True, slots=True)
+class KnownOrder:
+    """What the state remembers of an order.
+
+    ``status_since`` is when orderwatch saw the order enter ``order.status`` (or first saw it,
+    when ``since_exact`` is false). ``anchor`` is the order's list index minus the arrivals
+    counter at the time it was seen: its index now is predicted as ``anchor + arrivals``.
+    """
+
+    order: Order
+    status_since: float
+    since_exact: bool
+    anchor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An order the state did not know."""
+
+    order: Order
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A known order observed in another status than the remembered one."""
+
+    order: Order
+    previous: KnownOrder
+
+    @property
+    def previous_status(self) -> str:
+        return self.previous.order.status
+
+
+Change = NewOrder | Transition
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something to announce. ``previous_since`` is when the previous status was first seen.
+
+    ``after_gap`` marks a change observed across a stop of the daemon: statuses the order went
+    through while nobody watched may be missing.
+    """
+
+    kind: EventKind
+    order: Order
+    previous_status: str | None
+    previous_since: float | None
+    previous_since_exact: bool
+    detected_at: float
+    after_gap: bool
+
+
+def detect_changes(known: Mapping[str, KnownOrder], observed: Iterable[Order]) -> list[Change]:
+    """The changes between ``known`` and ``observed``, one per order at most, in observation order.
+
+    ``known`` must hold every observed id the state knows; an id missing from it is new.
+    """
+    latest: dict[str, Order] = {}
+    for order in observed:
+        latest.pop(order.id, None)  # a repeated id moves to its last observation's place
+        latest[order.id] = order
+    changes: list[Change] = []
+    for order_id, order in latest.items():
+        before = known.get(order_id)
+        if before is None:
+            changes.append(NewOrder(order))
+        elif before.order.status != order.status:
+            changes.append(Transition(order, before))
+    return changes
+
+
+def events_for(
+    changes: Sequence[Change], *, announce_new: bool, after_gap: bool, now: float
+) -> list[Event]:
+    """The events to announce for ``changes``.
+
+    Every transition is announced. A new order is announced only when ``announce_new`` is true
+    (false while learning the orders that existed before the first start).
+    """
+    events: list[Event] = []
+    for change in changes:
+        if isinstance(change, Transition):
+            events.append(
+                Event(
+                    kind="status_changed",
+                    order=change.order,
+                    previous_status=change.previous_status,
+                    previous_since=change.previous.status_since,
+                    previous_since_exact=change.previous.since_exact,
+                    detected_at=now,
+                    after_gap=after_gap,
+                )
+            )
+        elif announce_new:
+            events.append(
+                Event(
+                    kind="created",
+                    order=change.order,
+                    previous_status=None,
+                    previous_since=None,
+                    previous_since_exact=False,
+                    detected_at=now,
+                    after_gap=False,
+                )
+            )
+    return events

@@ -1,0 +1,271 @@
+"""One poll cycle: ask the API what the planner chose, hand each answer to change detection,
+commit the result with its deliveries. The I/O shell around :mod:`_detect` and :mod:`_planner`.
+
+A cycle that fails half-way keeps what it committed (every commit is a real observation) and
+produces nothing from what it could not read: no event, no vanished order.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from orderwatch._detect import Change, KnownOrder, NewOrder, detect_changes, events_for
+from orderwatch._client import OrdersApi
+from orderwatch._messages import title_for
+from orderwatch._metrics import Metrics
+from orderwatch._models import PAGE_SIZE, OrderPage
+from orderwatch._planner import (
+    Straggler,
+    arrivals_from_sightings,
+    head_walk_continues,
+    missing_from_page,
+    plan_refresh,
+)
+from orderwatch._sinks import Destination
+from orderwatch._store import Sighting, Store, StoredEvent
+
+__all__ = ["CycleReport", "Poller"]
+
+log = logging.getLogger("orderwatch")
+
+_PROGRESS_EVERY = 10.0  # seconds between first-sync progress lines
+
+
+@dataclass(slots=True)
+class CycleReport:
+    """What one cycle did."""
+
+    pages: int = 0
+    statuses: int = 0
+    new_orders: int = 0
+    transitions: int = 0
+    events: int = 0
+    full_walk: bool = False
+
+    @property
+    def requests(self) -> int:
+        return self.pages + self.statuses
+
+
+class _Progress:
+    """First-sync progress: a log line every few seconds, a bar on an interactive stderr."""
+
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self._store, self._clock = store, clock
+        self._started = clock()
+        self._last_line = 0.0
+        self._bar = sys.stderr.isatty()
+
+    def update(self, page: int, total_pages: int, learned: int) -> None:
+        now = self._clock()
+        eta = ""
+        if page and total_pages > page:
+            remaining = (now - self._started) / page * (total_pages - page)
+            eta = f", about {int(remaining // 60)}m{int(remaining % 60):02d}s left"
+        self._store.set_meta(sync_page=page, sync_total_pages=total_pages, sync_orders=learned)
+        if self._bar:
+            done = int(30 * page / max(total_pages, 1))
+            sys.stderr.write(f"\r  first sync [{'#' * done}{'.' * (30 - done)}] {page}/{total_pages}{eta}   ")
+            sys.stderr.flush()
+        if now - self._last_line >= _PROGRESS_EVERY or page >= total_pages:
+            self._last_line = now
+            if self._bar:
+                sys.stderr.write("\n")
+            log.info("first sync: page %d of %d, %d orders learned%s", page, total_pages, learned, eta)
+
+
+class Poller:
+    """Runs poll cycles against ``api``, recording into ``store``."""
+
+    def __init__(
+        self,
+        api: OrdersApi,
+        store: Store,
+        destinations: Sequence[Destination],
+        metrics: Metrics,
+        *,
+        announce_initial: bool = False,
+        clock: Callable[[], float] = time.time,
+        on_committed: Callable[[list[StoredEvent]], None] = lambda _: None,
+    ) -> None:
+        self._api, self._store, self._metrics = api, store, metrics
+        self._destinations = list(destinations)
+        self._announce_initial = announce_initial
+        self._clock = clock
+        self._on_committed = on_committed
+        # Changes seen in the first cycle after a restart may span the time nobody watched.
+        self._after_gap = store.baseline_done
+        self._counts: Counter[str] = Counter(store.status_counts())
+        self._unknown_to_api: set[str] = set()
+        metrics.set_order_counts(self._counts)
+
+    @property
+    def open_count(self) -> int:
+        return sum(n for status, n in self._counts.items() if status not in {"Delivered", "Cancelled"})
+
+    async def cycle(self) -> CycleReport:
+        """Run one cycle. Raises :class:`~orderwatch.ApiError` if it could not finish."""
+        report = CycleReport()
+        baseline = not self._store.baseline_done
+        announce_new = self._announce_initial or not baseline
+        state = _CycleState(
+            open_orders={known.order.id: known for known in self._store.open_orders()},
+            arrivals=0 if not any(self._counts.values()) else None,
+            previous_arrivals=self._store.arrivals,
+        )
+        progress = _Progress(self._store, self._clock) if baseline else None
+        full_walk = baseline
+        page_number = 1
+        while True:
+            page = await self._api.list_orders(page_number)
+            report.pages += 1
+            if not full_walk and not page.numbers_decrease:
+                log.warning("order list is not newest-first on page %d; walking it all", page_number)
+                full_walk = True
+            known = self._store.lookup([order.id for order in page.orders])
+            self._ingest_page(page, page_number, known, state, report, announce_new=announce_new)
+            if progress is not None:
+                progress.update(page_number, page.total_pages, state.learned)
+            oldest_is_new = bool(page.orders) and page.orders[-1].id not in known
+            if not head_walk_continues(
+                page, page_number, oldest_is_new=oldest_is_new, full_walk=full_walk
+            ):
+                break
+            page_number += 1
+        total_pages = page.total_pages
+        self._settle_arrivals(state)
+        report.full_walk = full_walk
+        stragglers = [
+            Straggler(order_id, known.anchor)
+            for order_id, known in state.open_orders.items()
+            if order_id not in state.seen
+        ]
+        plan = plan_refresh(stragglers, state.arrivals or 0, total_pages=total_pages)
+        by_status = list(plan.statuses)
+        for number, expected in plan.pages.items():
+            page = await self._api.list_orders(number)
+            report.pages += 1
+            known = self._store.lookup([order.id for order in page.orders])
+            self._ingest_page(page, number, known, state, report, announce_new=announce_new)
+            by_status.extend(missing_from_page(expected, page))
+        for order_id in by_status:
+            await self._refresh_by_status(state.open_orders[order_id], report)
+        if baseline:
+            self._store.set_meta(baseline_done=1)
+            log.info("first sync done: %d orders known, %d open", sum(self._counts.values()), self.open_count)
+        self._after_gap = False
+        self._store.set_meta(last_successful_poll=self._clock())
+        return report
+
+    def _ingest_page(
+        self,
+        page: OrderPage,
+        page_number: int,
+        known: dict[str, KnownOrder],
+        state: _CycleState,
+        report: CycleReport,
+        *,
+        announce_new: bool,
+    ) -> None:
+        if page.rejected:
+            log.warning("page %d: %d malformed orders ignored", page_number, page.rejected)
+        base = (page_number - 1) * PAGE_SIZE
+        if state.arrivals is None:
+            state.arrivals = arrivals_from_sightings(
+                (base + i, known[o.id].anchor) for i, o in enumerate(page.orders) if o.id in known
+            )
+            if state.arrivals is not None:
+                self._flush_deferred(state)
+        sightings = []
+        for i, order in enumerate(page.orders):
+            if state.arrivals is None:
+                state.deferred.append((order.id, base + i))
+                sightings.append(Sighting(order, None))
+            else:
+                sightings.append(Sighting(order, base + i - state.arrivals))
+        changes = detect_changes(known, page.orders)
+        state.seen.update(order.id for order in page.orders)
+        state.learned += sum(isinstance(change, NewOrder) for change in changes)
+        self._commit(sightings, changes, known, report, announce_new=announce_new)
+
+    def _flush_deferred(self, state: _CycleState) -> None:
+        """Give the new orders seen before the arrivals counter was known their anchors."""
+        arrivals = state.arrivals or 0
+        anchors = [(order_id, index - arrivals) for order_id, index in state.deferred]
+        state.deferred.clear()
+        self._store.set_anchors(anchors)
+
+    def _settle_arrivals(self, state: _CycleState) -> None:
+        if state.arrivals is None:
+            # No known order in sight: every order walked arrived since the last cycle.
+            state.arrivals = state.previous_arrivals + len(state.deferred)
+            self._flush_deferred(state)
+        if state.arrivals != state.previous_arrivals:
+            self._store.set_meta(arrivals=state.arrivals)
+
+    async def _refresh_by_status(self, known: KnownOrder, report: CycleReport) -> None:
+        status = await self._api.order_status(known.order.id)
+        report.statuses += 1
+        if status is None:
+            if known.order.id not in self._unknown_to_api:
+                self._unknown_to_api.add(known.order.id)
+                log.warning(
+                    "order #%d: the API answers 404 for its status; keeping it open as %s",
+                    known.order.number,
+                    known.order.status,
+                )
+            return
+        self._unknown_to_api.discard(known.order.id)
+        observed = replace(known.order, status=status)
+        changes = detect_changes({known.order.id: known}, [observed])
+        self._commit([], changes, {known.order.id: known}, report, announce_new=True)
+
+    def _commit(
+        self,
+        sightings: list[Sighting],
+        changes: list[Change],
+        known: dict[str, KnownOrder],
+        report: CycleReport,
+        *,
+        announce_new: bool,
+    ) -> None:
+        now = self._clock()
+        events = events_for(changes, announce_new=announce_new, after_gap=self._after_gap, now=now)
+        plan = [
+            (event, [(d.route, d.key) for d in self._destinations if d.accepts(event.order.status)])
+            for event in events
+        ]
+        stored = self._store.record(sightings, changes, plan, known=known, now=now)
+        for change in changes:
+            if isinstance(change, NewOrder):
+                report.new_orders += 1
+                self._counts[change.order.status] += 1
+            else:
+                report.transitions += 1
+                self._counts[change.previous_status] -= 1
+                self._counts[change.order.status] += 1
+                self._metrics.transitions.labels(
+                    from_status=change.previous_status, to_status=change.order.status
+                ).inc()
+        for item in stored:
+            log.info("%s", title_for(item.event))
+        report.events += len(stored)
+        if changes:
+            self._metrics.set_order_counts(self._counts)
+        if stored:
+            self._on_committed(stored)
+
+
+@dataclass(slots=True)
+class _CycleState:
+    open_orders: dict[str, KnownOrder]
+    arrivals: int | None
+    previous_arrivals: int
+    seen: set[str] = field(default_factory=set)
+    deferred: list[tuple[str, int]] = field(default_factory=list)
+    learned: int = 0

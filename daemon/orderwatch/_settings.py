@@ -1,0 +1,254 @@
+"""Settings: the TOML file and ``ORDERWATCH_<SECTION>__<KEY>`` variables, validated once, here.
+
+:func:`load_settings` returns typed, valid :class:`Settings` or raises
+:class:`~orderwatch.ConfigError` listing every problem, one line each, naming its key
+(``api.base_url: required``). Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import httpx
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from orderwatch._exceptions import ConfigError
+from orderwatch._models import KNOWN_STATUSES, canonical_status
+from orderwatch._sinks import apprise_problem
+
+__all__ = [
+    "ApiSettings",
+    "MetricsSettings",
+    "NotifySettings",
+    "PollSettings",
+    "RouteSettings",
+    "Settings",
+    "StateSettings",
+    "default_state_path",
+    "config_path",
+    "load_settings",
+]
+
+CONFIG_ENV: Final = "ORDERWATCH_CONFIG"
+
+
+def default_state_path() -> Path:
+    """``$STATE_DIRECTORY/orderwatch.db`` under systemd, else ``orderwatch.db`` here."""
+    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state_dir) / "orderwatch.db" if state_dir else Path("orderwatch.db")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiSettings(_Section):
+    base_url: str
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    token: SecretStr | None = None
+    timeout: float = Field(default=10.0, gt=0)
+    max_rps: float = Field(default=5.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        try:
+            url = httpx.URL(value)
+        except (httpx.InvalidURL, TypeError):
+            url = None
+        if url is None or url.scheme not in {"http", "https"} or not url.host:
+            raise PydanticCustomError("url", "must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> ApiSettings:
+        if self.token is not None:
+            if self.client_id or self.client_secret:
+                raise PydanticCustomError(
+                    "auth", "set either token or client_id and client_secret, not both"
+                )
+        elif not self.client_id or self.client_secret is None:
+            raise PydanticCustomError(
+                "auth", "set client_id and client_secret (or token, a fixed bearer token)"
+            )
+        return self
+
+
+class PollSettings(_Section):
+    interval: float = Field(default=30.0, gt=0)
+
+
+class StateSettings(_Section):
+    path: Path = Field(default_factory=default_state_path)
+
+
+class MetricsSettings(_Section):
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value == "":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise PydanticCustomError("listen", 'must be "host:port" (or "" to turn it off)')
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def _known_status(value: str) -> str:
+    status = canonical_status(value)
+    if status not in KNOWN_STATUSES:
+        raise PydanticCustomError(
+            "status",
+            "unknown status {unknown!r} (known: {known})",
+            {"unknown": value, "known": ", ".join(KNOWN_STATUSES)},
+        )
+    return status
+
+
+def _apprise_url(value: str) -> str:
+    problem = apprise_problem(value)
+    if problem:
+        raise PydanticCustomError("apprise_url", problem)
+    return value
+
+
+Status = Annotated[str, AfterValidator(_known_status)]
+AppriseUrl = Annotated[str, AfterValidator(_apprise_url)]
+
+
+class RouteSettings(_Section):
+    name: str = Field(min_length=1)
+    urls: list[AppriseUrl] = Field(min_length=1)
+    statuses: list[Status] | None = None
+
+
+class NotifySettings(_Section):
+    initial: bool = False
+    routes: list[RouteSettings] = Field(default_factory=list)
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_names(cls, routes: list[RouteSettings]) -> list[RouteSettings]:
+        names = [route.name for route in routes]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise PydanticCustomError(
+                "unique", "route names must be unique: {names}", {"names": ", ".join(duplicated)}
+            )
+        return routes
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORDERWATCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    api: ApiSettings
+    poll: PollSettings = Field(default_factory=PollSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        del dotenv_settings, file_secret_settings  # only the TOML file and the environment
+        # Earlier sources win: the environment overrides the file (passed as init values).
+        return env_settings, init_settings
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not str(part).startswith(("function-", "model-")):
+            text += f".{part}" if text else str(part)
+    return text or "config"
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}.get(kind, "<=")
+        bound = next(iter(ctx.values()))
+        return f"must be {op} {bound}"
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"config: file not found: {path}"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"config: {path} is a directory, not a file"]) from None
+    except PermissionError:
+        raise ConfigError([f"config: permission denied reading {path}"]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"config: {path}: invalid TOML: {error}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"config: {path}: not UTF-8 text"]) from None
+
+
+def config_path(cli_value: str | None) -> Path | None:
+    """The config file named by ``--config`` or, failing that, ``$ORDERWATCH_CONFIG``."""
+    value = cli_value or os.environ.get(CONFIG_ENV)
+    return Path(value) if value else None
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read ``path`` (if given) and the environment into valid :class:`Settings`.
+
+    Raises :class:`ConfigError` with every problem found, each naming its key.
+    """
+    data = _read_toml(path) if path is not None else {}
+    try:
+        settings = Settings(**data)
+    except ValidationError as error:
+        problems = [f"{_location(e['loc'])}: {_message(e)}" for e in error.errors()]
+        raise ConfigError(problems) from None
+    return settings

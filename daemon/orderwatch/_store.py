@@ -1,0 +1,446 @@
+"""The state store: one SQLite file (WAL) holding orders, events and the outbox.
+
+What a caller may rely on:
+
+- :meth:`Store.record` commits, in one transaction, the orders a batch observed, the events its
+  changes caused and one pending delivery per event and destination. Nothing is sent before
+  that commit returns.
+- A delivery leaves ``pending`` only through :meth:`Store.mark_sent` (after the destination
+  accepted it) or :meth:`Store.mark_dead`. A crash at any moment leaves it pending.
+- Final orders stay in the file but are never loaded into memory as a group.
+
+Errors opening or writing the file raise :class:`~orderwatch.StateError` naming the path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Final
+
+from orderwatch._detect import Change, Event, KnownOrder, NewOrder
+from orderwatch._exceptions import StateError
+from orderwatch._models import Order, is_final
+
+__all__ = ["Delivery", "Sighting", "Store", "StoredEvent"]
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orders (
+    id                TEXT PRIMARY KEY,
+    number            INTEGER NOT NULL,
+    status            TEXT NOT NULL,
+    is_final          INTEGER NOT NULL,
+    status_since      REAL NOT NULL,
+    since_exact       INTEGER NOT NULL,
+    first_seen        REAL NOT NULL,
+    anchor            INTEGER,
+    created_date      TEXT,
+    participant_login TEXT,
+    total             TEXT
+);
+CREATE INDEX IF NOT EXISTS orders_open ON orders (number) WHERE is_final = 0;
+CREATE TABLE IF NOT EXISTS events (
+    seq                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                   TEXT NOT NULL UNIQUE,
+    kind                 TEXT NOT NULL,
+    order_id             TEXT NOT NULL,
+    previous_status      TEXT,
+    status               TEXT NOT NULL,
+    previous_since       REAL,
+    previous_since_exact INTEGER NOT NULL,
+    detected_at          REAL NOT NULL,
+    after_gap            INTEGER NOT NULL,
+    order_json           TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_seq       INTEGER NOT NULL REFERENCES events (seq),
+    route           TEXT NOT NULL,
+    destination     TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error      TEXT,
+    done_at         REAL,
+    PRIMARY KEY (event_seq, destination)
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending
+    ON deliveries (destination, event_seq) WHERE state = 'pending';
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """An order as observed, with its anchor when its list position was seen."""
+
+    order: Order
+    anchor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event with the identity the store gave it (``id`` is stable across retries)."""
+
+    seq: int
+    id: str
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One pending delivery of one event to one destination."""
+
+    stored: StoredEvent
+    route: str
+    destination: str
+    attempts: int
+    next_attempt_at: float
+
+
+def _order_json(order: Order) -> str:
+    return json.dumps(
+        {
+            "id": order.id,
+            "number": order.number,
+            "status": order.status,
+            "createdDate": order.created_date,
+            "participantLogin": order.participant_login,
+            "total": None if order.total is None else str(order.total),
+        }
+    )
+
+
+def _order_from_json(text: str) -> Order:
+    data = json.loads(text)
+    total = data.get("total")
+    return Order(
+        id=data["id"],
+        number=data["number"],
+        status=data["status"],
+        created_date=data.get("createdDate"),
+        participant_login=data.get("participantLogin"),
+        total=None if total is None else Decimal(total),
+    )
+
+
+_KNOWN_COLUMNS: Final = (
+    "id, number, status, created_date, participant_login, total, "
+    "status_since, since_exact, anchor"
+)
+
+
+def _known(row: sqlite3.Row) -> KnownOrder:
+    return KnownOrder(
+        order=Order(
+            id=row["id"],
+            number=row["number"],
+            status=row["status"],
+            created_date=row["created_date"],
+            participant_login=row["participant_login"],
+            total=None if row["total"] is None else Decimal(row["total"]),
+        ),
+        status_since=row["status_since"],
+        since_exact=bool(row["since_exact"]),
+        anchor=row["anchor"],
+    )
+
+
+class Store:
+    """The SQLite state file. Use :meth:`open`; close it with :meth:`close`."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Store:
+        """Open (and create, unless ``readonly``) the state file at ``path``."""
+        path = Path(path)
+        try:
+            if readonly:
+                if not path.exists():
+                    raise StateError(f"state: {path} does not exist (has orderwatch run yet?)")
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            else:
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    # Owner-only from the first byte: the file holds order data.
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+                db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+            db.row_factory = sqlite3.Row
+            store = cls(db, path)
+            store._prepare(readonly=readonly)
+        except sqlite3.Error as error:
+            raise StateError(f"state: cannot open {path}: {error}") from None
+        except OSError as error:
+            raise StateError(f"state: cannot open {path}: {error.strerror or error}") from None
+        return store
+
+    def _prepare(self, *, readonly: bool) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state: {self.path} was written by a newer orderwatch "
+                f"(schema {version}, this one reads up to {SCHEMA_VERSION})"
+            )
+        if readonly:
+            return
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        if version < SCHEMA_VERSION:
+            try:
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                )
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        try:
+            self._db.close()
+        except sqlite3.Error as error:
+            raise StateError(f"state: cannot close {self.path}: {error}") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        try:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN IMMEDIATE")
+            yield
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+        except sqlite3.Error as error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StateError(f"state: cannot write {self.path}: {error}") from None
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StateError(f"state: cannot read {self.path}: {error}") from None
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, **values: str | float | int) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [(key, str(value)) for key, value in values.items()],
+            )
+
+    @property
+    def baseline_done(self) -> bool:
+        """True once a first sync has walked the whole list."""
+        return self.get_meta("baseline_done") == "1"
+
+    @property
+    def arrivals(self) -> int:
+        return int(self.get_meta("arrivals") or 0)
+
+    # -- orders -----------------------------------------------------------------------------
+
+    def lookup(self, ids: Collection[str]) -> dict[str, KnownOrder]:
+        """The known orders among ``ids``."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._query(f"SELECT {_KNOWN_COLUMNS} FROM orders WHERE id IN ({marks})", list(ids))
+        return {row["id"]: _known(row) for row in rows}
+
+    def open_orders(self) -> list[KnownOrder]:
+        """Every order not in a final status, newest first."""
+        rows = self._query(
+            f"SELECT {_KNOWN_COLUMNS} FROM orders WHERE is_final = 0 ORDER BY number DESC"
+        )
+        return [_known(row) for row in rows]
+
+    def status_counts(self) -> dict[str, int]:
+        rows = self._query("SELECT status, count(*) AS n FROM orders GROUP BY status")
+        return {row["status"]: row["n"] for row in rows}
+
+    def record(
+        self,
+        sightings: Sequence[Sighting],
+        changes: Sequence[Change],
+        deliveries: Sequence[tuple[Event, Sequence[tuple[str, str]]]],
+        *,
+        known: dict[str, KnownOrder],
+        now: float,
+        arrivals: int | None = None,
+    ) -> list[StoredEvent]:
+        """Commit one observed batch at once: orders, events, and their pending deliveries.
+
+        ``deliveries`` pairs each event with its ``(route, destination key)`` list. ``known`` is
+        what :meth:`lookup` said of the sighted ids; only what differs from it is written.
+        """
+        anchors = {s.order.id: s.anchor for s in sightings if s.anchor is not None}
+        stored: list[StoredEvent] = []
+        with self._transaction():
+            for change in changes:
+                order = change.order
+                fields = (
+                    order.number,
+                    order.status,
+                    int(is_final(order.status)),
+                    order.created_date,
+                    order.participant_login,
+                    None if order.total is None else str(order.total),
+                )
+                if isinstance(change, NewOrder):
+                    self._db.execute(
+                        "INSERT INTO orders (number, status, is_final, created_date, "
+                        "participant_login, total, id, status_since, since_exact, first_seen, "
+                        "anchor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                        (*fields, order.id, now, now, anchors.get(order.id)),
+                    )
+                else:
+                    self._db.execute(
+                        "UPDATE orders SET number = ?, status = ?, is_final = ?, created_date = ?,"
+                        " participant_login = ?, total = ?, status_since = ?, since_exact = 1,"
+                        " anchor = coalesce(?, anchor) WHERE id = ?",
+                        (*fields, now, anchors.get(order.id), order.id),
+                    )
+            changed = {change.order.id for change in changes}
+            moved = [
+                (anchor, order_id)
+                for order_id, anchor in anchors.items()
+                if order_id not in changed and order_id in known
+                if known[order_id].anchor != anchor
+            ]
+            if moved:
+                self._db.executemany("UPDATE orders SET anchor = ? WHERE id = ?", moved)
+            for event, targets in deliveries:
+                stored.append(self._insert_event(event, targets))
+            if arrivals is not None:
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('arrivals', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(arrivals),),
+                )
+        return stored
+
+    def set_anchors(self, anchors: Sequence[tuple[str, int]]) -> None:
+        """Record list anchors learned after the orders themselves were committed."""
+        if anchors:
+            with self._transaction():
+                self._db.executemany(
+                    "UPDATE orders SET anchor = ? WHERE id = ?",
+                    [(anchor, order_id) for order_id, anchor in anchors],
+                )
+
+    def _insert_event(self, event: Event, targets: Sequence[tuple[str, str]]) -> StoredEvent:
+        event_id = str(uuid.uuid4())
+        cursor = self._db.execute(
+            "INSERT INTO events (id, kind, order_id, previous_status, status, previous_since, "
+            "previous_since_exact, detected_at, after_gap, order_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event_id,
+                event.kind,
+                event.order.id,
+                event.previous_status,
+                event.order.status,
+                event.previous_since,
+                int(event.previous_since_exact),
+                event.detected_at,
+                int(event.after_gap),
+                _order_json(event.order),
+            ),
+        )
+        seq = int(cursor.lastrowid or 0)
+        self._db.executemany(
+            "INSERT INTO deliveries (event_seq, route, destination, state, next_attempt_at) "
+            "VALUES (?, ?, ?, 'pending', ?)",
+            [(seq, route, key, event.detected_at) for route, key in targets],
+        )
+        return StoredEvent(seq=seq, id=event_id, event=event)
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def pending_deliveries(self, limit: int = 1000) -> list[Delivery]:
+        """Pending deliveries, oldest event first within each destination."""
+        rows = self._query(
+            "SELECT d.route, d.destination, d.attempts, d.next_attempt_at, e.* "
+            "FROM deliveries AS d JOIN events AS e ON e.seq = d.event_seq "
+            "WHERE d.state = 'pending' ORDER BY d.destination, d.event_seq LIMIT ?",
+            (limit,),
+        )
+        return [
+            Delivery(
+                stored=StoredEvent(
+                    seq=row["seq"],
+                    id=row["id"],
+                    event=Event(
+                        kind=row["kind"],
+                        order=_order_from_json(row["order_json"]),
+                        previous_status=row["previous_status"],
+                        previous_since=row["previous_since"],
+                        previous_since_exact=bool(row["previous_since_exact"]),
+                        detected_at=row["detected_at"],
+                        after_gap=bool(row["after_gap"]),
+                    ),
+                ),
+                route=row["route"],
+                destination=row["destination"],
+                attempts=row["attempts"],
+                next_attempt_at=row["next_attempt_at"],
+            )
+            for row in rows
+        ]
+
+    def _finish(self, delivery: Delivery, state: str, error: str | None, now: float) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE deliveries SET state = ?, attempts = attempts + 1, last_error = ?, "
+                "done_at = ? WHERE event_seq = ? AND destination = ? AND state = 'pending'",
+                (state, error, now, delivery.stored.seq, delivery.destination),
+            )
+
+    def mark_sent(self, delivery: Delivery, *, now: float) -> None:
+        self._finish(delivery, "sent", None, now)
+
+    def mark_dead(self, delivery: Delivery, error: str, *, now: float) -> None:
+        self._finish(delivery, "dead", error, now)
+
+    def mark_retry(self, delivery: Delivery, error: str, *, next_attempt_at: float) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, "
+                "next_attempt_at = ? WHERE event_seq = ? AND destination = ? AND state = 'pending'",
+                (error, next_attempt_at, delivery.stored.seq, delivery.destination),
+            )
+
+    def queue_counts(self) -> dict[str, int]:
+        rows = self._query(
+            "SELECT state, count(*) AS n FROM deliveries WHERE state != 'sent' GROUP BY state"
+        )
+        counts = {"pending": 0, "dead": 0}
+        counts.update({row["state"]: row["n"] for row in rows})
+        return counts
