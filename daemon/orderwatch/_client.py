@@ -133,7 +133,10 @@ class OrdersApi:
 
     async def list_orders(self, page: int) -> OrderPage:
         """Page ``page`` (from 1) of the order list."""
-        return await self._call("list", f"/v1/orders?page={page}", parse_order_page)
+        result = await self._call("list", f"/v1/orders?page={page}", parse_order_page)
+        if result is None:  # only /status turns a 404 into None
+            raise PermanentApiError(f"list: HTTP 404 for page {page}")
+        return result
 
     async def order_status(self, order_id: str) -> str | None:
         """The status of one order; None when the API does not know the id (404)."""

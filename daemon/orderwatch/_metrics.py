@@ -105,7 +105,8 @@ class MetricsServer:
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             if environ.get("PATH_INFO") in {"/metrics", "/metrics/"}:
-                return metrics_app(environ, start_response)
+                served: Iterable[bytes] = metrics_app(environ, start_response)
+                return served
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found: try /metrics\n"]
 

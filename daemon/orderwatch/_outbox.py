@@ -68,7 +68,11 @@ class Courier:
         self._wake.set()
 
     async def run(self) -> None:
-        """Deliver forever; sleeps until woken or until the next retry is due."""
+        """Deliver forever; sleeps until woken or until the next retry is due.
+
+        What was pending when the daemon stopped is tried at once on start.
+        """
+        self._store.make_pending_due(self._clock())
         while True:
             next_due = await self.deliver_due()
             wait = _IDLE_CHECK if next_due is None else max(0.0, next_due - self._clock())

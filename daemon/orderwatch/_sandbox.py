@@ -182,7 +182,7 @@ class Sandbox:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = str(self._server.server_address[0]), self._server.server_address[1]
         return f"http://{host}:{port}"
 
     def start(self) -> Sandbox:

@@ -124,7 +124,7 @@ def _known_status(value: str) -> str:
     if status not in KNOWN_STATUSES:
         raise PydanticCustomError(
             "status",
-            "unknown status {unknown!r} (known: {known})",
+            "unknown status '{unknown}' (known: {known})",
             {"unknown": value, "known": ", ".join(KNOWN_STATUSES)},
         )
     return status
@@ -212,8 +212,8 @@ def _message(error: Mapping[str, Any]) -> str:
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}.get(kind, "<=")
         bound = next(iter(ctx.values()))
-        return f"must be {op} {bound}"
-    if kind == "too_short" and ctx.get("min_length") == 1:
+        return f"must be {op} {bound:g}" if isinstance(bound, float) else f"must be {op} {bound}"
+    if kind in {"too_short", "string_too_short"} and ctx.get("min_length") == 1:
         return "must not be empty"
     return str(error["msg"]).removeprefix("Value error, ")
 
@@ -246,6 +246,7 @@ def load_settings(path: Path | None) -> Settings:
     Raises :class:`ConfigError` with every problem found, each naming its key.
     """
     data = _read_toml(path) if path is not None else {}
+    data.setdefault("api", {})  # so that a missing [api] names its required keys
     try:
         settings = Settings(**data)
     except ValidationError as error:

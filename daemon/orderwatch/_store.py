@@ -437,6 +437,16 @@ class Store:
                 (error, next_attempt_at, delivery.stored.seq, delivery.destination),
             )
 
+    def make_pending_due(self, now: float) -> int:
+        """Make every pending delivery due now (at start: the operator may have fixed things)."""
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE deliveries SET next_attempt_at = ? "
+                "WHERE state = 'pending' AND next_attempt_at > ?",
+                (now, now),
+            )
+        return cursor.rowcount
+
     def queue_counts(self) -> dict[str, int]:
         rows = self._query(
             "SELECT state, count(*) AS n FROM deliveries WHERE state != 'sent' GROUP BY state"

@@ -1,0 +1,169 @@
+"""Shared fixtures: the sandbox API and an HTTP receiver on loopback, and a daemon runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import settings
+
+from orderwatch._sandbox import Sandbox, World
+
+# A shared, noisy machine: no per-example deadline; a fixed seed keeps CI reproducible.
+settings.register_profile("orderwatch", deadline=None, derandomize=True, max_examples=150)
+settings.load_profile("orderwatch")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(World(seed=7, orders=50, open_orders=8)) as running:
+        yield running
+
+
+@dataclass
+class Receiver:
+    """An HTTP endpoint that records JSON bodies; ``fail_with`` makes it answer an error."""
+
+    server: ThreadingHTTPServer
+    received: list[dict[str, Any]] = field(default_factory=list)
+    fail_with: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def titles(self) -> list[str]:
+        with self.lock:
+            return [str(body.get("title")) for body in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    holder: dict[str, Receiver] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            rec = holder["r"]
+            code = rec.fail_with or 200
+            if code == 200:
+                with rec.lock:
+                    rec.received.append(json.loads(body))
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    holder["r"] = Receiver(server)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield holder["r"]
+    server.shutdown()
+    server.server_close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    """Poll ``predicate`` until it holds or ``timeout`` passes (then fail)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+def write_config(path: Path, **sections: dict[str, Any]) -> Path:
+    """Write a TOML config from nested dicts (values: str, bool, number, list of str)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(str(v))
+
+    lines: list[str] = []
+    routes = sections.get("notify", {}).pop("routes", []) if "notify" in sections else []
+    for name, keys in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {value(v)}" for k, v in keys.items())
+    for route in routes:
+        lines.append("[[notify.routes]]")
+        lines.extend(f"{k} = {value(v)}" for k, v in route.items())
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class Daemon:
+    """``orderwatch run`` as a subprocess, its stderr collected in a file."""
+
+    config: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Daemon:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERWATCH_")}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orderwatch", "run", "--config", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def stop_quietly(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path], Daemon]]:
+    started: list[Daemon] = []
+
+    def make(config: Path) -> Daemon:
+        daemon = Daemon(config=config, log_path=tmp_path / "daemon.log")
+        started.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.stop_quietly()

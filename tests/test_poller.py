@@ -1,0 +1,260 @@
+"""Poll cycles against the sandbox Orders API on loopback: what is announced, what is asked."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._metrics import Metrics
+from orderwatch._poller import Poller
+from orderwatch._sandbox import Sandbox, World
+from orderwatch._settings import ApiSettings
+from orderwatch._sinks import Destination
+from orderwatch._store import Store, StoredEvent
+
+pytestmark = pytest.mark.anyio
+
+DEST = Destination(route="ops", key="k", masked="json://…", url="json://127.0.0.1:1/")
+
+
+@dataclass
+class Rig:
+    sandbox: Sandbox
+    store: Store
+    api: OrdersApi
+    metrics: Metrics
+    announced: list[StoredEvent]
+
+    def poller(self, *, initial: bool = False) -> Poller:
+        return Poller(
+            self.api, self.store, [DEST], self.metrics,
+            announce_initial=initial, on_committed=self.announced.extend,
+        )
+
+    def titles(self) -> list[str]:
+        from orderwatch._messages import title_for
+
+        return [title_for(s.event) for s in self.announced]
+
+
+async def make_rig(sandbox: Sandbox, path: Path, transport: httpx.AsyncBaseTransport | None = None) -> Rig:
+    settings = ApiSettings(
+        base_url=sandbox.url, client_id=sandbox.client_id,
+        client_secret=sandbox.client_secret, max_rps=1000.0,
+    )
+    api = OrdersApi(settings, transport=transport, retry=RetryPolicy(attempts=2, wait_initial=0, wait_max=0, wait_jitter=0))
+    return Rig(sandbox, Store.open(path), api, Metrics(), [])
+
+
+@pytest.fixture
+async def rig(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Rig]:
+    made = await make_rig(sandbox, tmp_path / "state.db")
+    yield made
+    await made.api.aclose()
+    made.store.close()
+
+
+def world_changes(rig: Rig, start: int) -> list[str]:
+    out = []
+    for change in rig.sandbox.world.history[start:]:
+        if change.previous is None:
+            out.append(f"Order #{change.number}: new order ({change.status})")
+        else:
+            out.append(f"Order #{change.number}: {change.previous} → {change.status}")
+    return out
+
+
+async def test_the_first_cycle_learns_everything_silently(rig: Rig) -> None:
+    report = await rig.poller().cycle()
+    assert rig.announced == []
+    assert report.full_walk
+    assert report.pages == 3  # 50 orders
+    assert sum(rig.store.status_counts().values()) == 50
+    assert rig.store.baseline_done
+
+
+async def test_notify_initial_announces_the_orders_found_at_first_start(rig: Rig) -> None:
+    await rig.poller(initial=True).cycle()
+    assert len(rig.announced) == 50
+    assert all(t.endswith(")") and "new order" in t for t in rig.titles())
+
+
+async def test_every_change_between_cycles_is_announced_once(rig: Rig) -> None:
+    poller = rig.poller()
+    await poller.cycle()
+    for _ in range(6):
+        mark = len(rig.sandbox.world.history)
+        rig.sandbox.step()
+        expected = sorted(set(world_changes(rig, mark)))
+        before = len(rig.announced)
+        await poller.cycle()
+        assert sorted(rig.titles()[before:]) == expected
+
+
+async def test_a_quiet_cycle_with_open_orders_near_the_head_reads_one_page(rig: Rig) -> None:
+    poller = rig.poller()
+    await poller.cycle()
+    report = await poller.cycle()
+    assert report.requests == 1  # the 8 open orders all sit on page 1
+    assert rig.announced == []
+
+
+async def test_final_orders_are_never_asked_for_by_status(rig: Rig) -> None:
+    poller = rig.poller()
+    await poller.cycle()
+    # push every open order deep into the history, then finish some of them
+    for _ in range(45):
+        rig.sandbox.world.add_order(status="Delivered")
+    await poller.cycle()
+    open_ids = set(rig.sandbox.world.open_ids)
+    for order_id in list(open_ids)[:3]:
+        rig.sandbox.world.set_status(order_id, "Cancelled")
+    rig.sandbox.status_requests.clear()
+    await poller.cycle()
+    await poller.cycle()
+    final = {o.id for o in rig.sandbox.world.newest_first if o.status in {"Delivered", "Cancelled"}}
+    assert not final & set(rig.sandbox.status_requests[len(rig.sandbox.status_requests) // 2 :])
+    assert not final & set(rig.sandbox.status_requests)  - open_ids
+
+
+async def test_open_orders_deep_in_history_are_refreshed_cheaply(rig: Rig) -> None:
+    poller = rig.poller()
+    await poller.cycle()
+    for _ in range(60):
+        rig.sandbox.world.add_order(status="Delivered")
+    await poller.cycle()  # walks the 3 new pages, learns the shift
+    target = rig.sandbox.world.open_ids[0]
+    rig.sandbox.world.set_status(target, "Cancelled")
+    before = len(rig.announced)
+    report = await poller.cycle()
+    # page 1 (nothing new) + the page(s) now holding the 8 old open orders, no per-order calls
+    assert report.statuses == 0
+    assert report.pages <= 3
+    number = rig.sandbox.world.by_id[target].number
+    assert any(t.startswith(f"Order #{number}: ") and t.endswith("→ Cancelled") for t in rig.titles()[before:])
+
+
+async def test_orders_arriving_during_the_walk_are_neither_missed_nor_doubled(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Before every list request two new orders land at the head, shifting every page."""
+
+    class Shifting(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx.AsyncHTTPTransport()
+            self.active = False
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if self.active and request.url.path == "/v1/orders":
+                with sandbox.lock:
+                    sandbox.world.add_order()
+                    sandbox.world.add_order()
+            return await self.inner.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    transport = Shifting()
+    rig = await make_rig(sandbox, tmp_path / "s.db", transport)
+    poller = rig.poller()
+    await poller.cycle()
+    transport.active = True
+    for _ in range(3):
+        await poller.cycle()
+    transport.active = False
+    await poller.cycle()  # catches up with the orders that landed during the last walk
+    created = [t for t in rig.titles() if "new order" in t]
+    assert len(created) == len(set(created))
+    arrived = [c for c in sandbox.world.history if c.previous is None]
+    assert len(created) == len(arrived)
+    await rig.api.aclose()
+
+
+async def test_a_failed_cycle_announces_nothing_and_loses_no_order(rig: Rig) -> None:
+    from orderwatch import ApiError
+
+    poller = rig.poller()
+    await poller.cycle()
+    counts = rig.store.status_counts()
+    rig.sandbox.forced.extend([500, 500])
+    with pytest.raises(ApiError):
+        await poller.cycle()
+    assert rig.announced == []
+    assert rig.store.status_counts() == counts
+
+
+async def test_a_restart_announces_the_net_change_once_saying_statuses_may_be_missed(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    path = tmp_path / "s.db"
+    first = await make_rig(sandbox, path)
+    await first.poller().cycle()
+    await first.api.aclose()
+    first.store.close()
+    target = sandbox.world.open_ids[0]
+    before = sandbox.world.by_id[target].status
+    sandbox.world.set_status(target, "Payed" if before != "Payed" else "ReadyForDelivery")
+    sandbox.world.set_status(target, "Cancelled")
+    second = await make_rig(sandbox, path)
+    poller = second.poller()
+    await poller.cycle()
+    [stored] = second.announced
+    assert (stored.event.previous_status, stored.event.order.status) == (before, "Cancelled")
+    assert stored.event.after_gap
+    sandbox.world.add_order()
+    await poller.cycle()
+    assert not second.announced[-1].event.after_gap
+    await second.api.aclose()
+
+
+async def test_an_unknown_status_is_kept_open_reported_and_counted(rig: Rig) -> None:
+    poller = rig.poller()
+    await poller.cycle()
+    target = rig.sandbox.world.open_ids[0]
+    rig.sandbox.world.by_id[target].status = "OnHold"
+    await poller.cycle()
+    assert rig.titles()[-1].endswith("→ OnHold")
+    assert rig.store.status_counts()["OnHold"] == 1
+    assert target in {k.order.id for k in rig.store.open_orders()}
+    assert rig.metrics.orders.labels(status="OnHold")._value.get() == 1
+
+
+async def test_an_interrupted_first_sync_resumes_without_announcing(sandbox: Sandbox, tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    first = await make_rig(sandbox, path)
+    # page 2 fails for good: only page 1 is learned
+    calls = {"n": 0}
+
+    class FailSecondList(httpx.AsyncBaseTransport):
+        inner = httpx.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/v1/orders" and "page=2" in str(request.url):
+                calls["n"] += 1
+                return httpx.Response(503)
+            return await self.inner.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    await first.api.aclose()
+    first = await make_rig(sandbox, path, FailSecondList())
+    from orderwatch import ApiError
+
+    with pytest.raises(ApiError):
+        await first.poller().cycle()
+    assert not first.store.baseline_done
+    assert sum(first.store.status_counts().values()) == 20
+    await first.api.aclose()
+    first.store.close()
+    second = await make_rig(sandbox, path)
+    await second.poller().cycle()
+    assert second.announced == []
+    assert second.store.baseline_done
+    assert sum(second.store.status_counts().values()) == 50
+    await second.api.aclose()

@@ -1,0 +1,245 @@
+"""Configuration: the TOML contract, environment overrides, and one clear line per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from orderwatch import ConfigError, load_settings
+from orderwatch._cli import main
+
+VALID = """
+[api]
+base_url = "https://api.vektor-adv.com"
+client_id = "my-client"
+client_secret = "s3cret-value"
+
+[poll]
+interval = 15
+
+[notify]
+initial = true
+
+[[notify.routes]]
+name = "ops"
+urls = ["json://127.0.0.1:9/hook", "mailto://user:pw@example.com"]
+statuses = ["Cancelled", "Canceled"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("ORDERWATCH_") or key == "STATE_DIRECTORY":
+            monkeypatch.delenv(key)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "orderwatch.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text))
+    return list(caught.value.problems)
+
+
+def test_a_valid_file_loads_with_defaults_filled_in(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, VALID))
+    assert settings.api.base_url == "https://api.vektor-adv.com"
+    assert settings.api.timeout == 10.0
+    assert settings.api.max_rps == 5.0
+    assert settings.poll.interval == 15
+    assert settings.state.path == Path("orderwatch.db")
+    assert settings.metrics.listen == "127.0.0.1:9464"
+    assert settings.notify.initial is True
+    assert settings.notify.routes[0].statuses == ["Cancelled", "Cancelled"]
+
+
+def test_the_example_configuration_is_valid() -> None:
+    example = Path(__file__).parent.parent / "config" / "orderwatch.toml"
+    settings = load_settings(example)
+    assert settings.notify.routes
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDERWATCH_API__CLIENT_SECRET", "from-env")
+    monkeypatch.setenv("ORDERWATCH_POLL__INTERVAL", "7.5")
+    settings = load_settings(write(tmp_path, VALID))
+    assert settings.api.client_secret is not None
+    assert settings.api.client_secret.get_secret_value() == "from-env"
+    assert settings.poll.interval == 7.5
+
+
+def test_state_defaults_under_systemd_to_the_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/orderwatch")
+    settings = load_settings(write(tmp_path, VALID))
+    assert settings.state.path == Path("/var/lib/orderwatch/orderwatch.db")
+
+
+def test_missing_base_url_is_named(tmp_path: Path) -> None:
+    assert problems(tmp_path, '[api]\nclient_id = "a"\nclient_secret = "b"\n') == [
+        "api.base_url: required"
+    ]
+
+
+def test_non_positive_interval_is_named(tmp_path: Path) -> None:
+    assert "poll.interval: must be > 0" in problems(tmp_path, VALID.replace("interval = 15", "interval = 0"))
+
+
+def test_an_unknown_apprise_scheme_is_named_with_its_index(tmp_path: Path) -> None:
+    text = VALID.replace('"mailto://user:pw@example.com"', '"nosuchscheme://user:pw@host/x"')
+    assert problems(tmp_path, text) == [
+        'notify.routes[0].urls[1]: no apprise service understands "nosuchscheme://…"'
+    ]
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    text = """
+[api]
+timeout = -1
+max_rps = 0
+[poll]
+interval = 0
+[metrics]
+listen = "nowhere"
+[[notify.routes]]
+name = ""
+urls = []
+statuses = ["Shipped"]
+"""
+    found = problems(tmp_path, text)
+    for expected in (
+        "api.base_url: required",
+        "api.timeout: must be > 0",
+        "api.max_rps: must be > 0",
+        "poll.interval: must be > 0",
+        "notify.routes[0].name: must not be empty",
+        "notify.routes[0].urls: must not be empty",
+    ):
+        assert expected in found
+    assert any(p.startswith("metrics.listen: ") for p in found)
+    assert any(p.startswith("notify.routes[0].statuses[0]: unknown status 'Shipped'") for p in found)
+
+
+def test_unknown_keys_are_named(tmp_path: Path) -> None:
+    assert "api.clientid: unknown key" in problems(tmp_path, VALID.replace("client_id", "clientid"))
+
+
+def test_credentials_are_required_one_way_or_the_other(tmp_path: Path) -> None:
+    text = '[api]\nbase_url = "https://x.example"\n'
+    [problem] = problems(tmp_path, text)
+    assert problem.startswith("api: set client_id and client_secret")
+    both = text + 'token = "t0ken"\nclient_id = "a"\nclient_secret = "b"\n'
+    assert problems(tmp_path, both) == [
+        "api: set either token or client_id and client_secret, not both"
+    ]
+
+
+def test_a_fixed_token_is_enough(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, '[api]\nbase_url = "https://x.example"\ntoken = "tok"\n'))
+    assert settings.api.token is not None
+
+
+def test_duplicate_route_names_are_refused(tmp_path: Path) -> None:
+    route = '[[notify.routes]]\nname = "ops"\nurls = ["json://127.0.0.1/"]\n'
+    found = problems(tmp_path, VALID + route)
+    assert found == ["notify.routes: route names must be unique: ops"]
+
+
+def test_invalid_toml_names_the_file_and_place(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, "[api\nbase_url = 1")
+    assert problem.startswith(f"config: {tmp_path / 'orderwatch.toml'}: invalid TOML")
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path / "nope.toml")
+    assert caught.value.problems == (f"config: file not found: {tmp_path / 'nope.toml'}",)
+
+
+def test_secrets_never_appear_in_problems(tmp_path: Path) -> None:
+    text = VALID.replace("interval = 15", "interval = -3").replace(
+        '"mailto://user:pw@example.com"', '"nosuchscheme://user:hunter2-secret@host/x"'
+    )
+    joined = "\n".join(problems(tmp_path, text))
+    assert "hunter2-secret" not in joined
+    assert "s3cret-value" not in joined
+
+
+def test_check_config_exits_0_when_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--config", str(write(tmp_path, VALID))]) == 0
+    assert "configuration is valid" in capsys.readouterr().out
+
+
+def test_check_config_exits_2_with_one_line_per_problem_and_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, '[api]\nclient_id = "a"\nclient_secret = "b"\n[poll]\ninterval = 0\n')
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["api.base_url: required", "poll.interval: must be > 0"]
+    assert "Traceback" not in err
+
+
+def test_config_path_may_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORDERWATCH_CONFIG", str(write(tmp_path, VALID)))
+    assert main(["check-config"]) == 0
+
+
+def test_run_refuses_a_bad_configuration_and_a_missing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert capsys.readouterr().err.strip() == f"config: file not found: {tmp_path / 'missing.toml'}"
+    bad = write(tmp_path, '[api]\nbase_url = "ftp://x"\ntoken = "t"\n')
+    assert main(["run", "--config", str(bad)]) == 2
+    assert capsys.readouterr().err.strip() == "api.base_url: must be an http:// or https:// URL"
+
+
+def test_no_config_at_all_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config"]) == 2
+    assert "pass --config PATH or set ORDERWATCH_CONFIG" in capsys.readouterr().err
+
+
+toml_scalars = st.one_of(
+    st.integers(-5, 5), st.floats(-2, 2, allow_nan=False), st.booleans(), st.text(max_size=8)
+)
+
+
+@hypothesis_settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    section=st.sampled_from(["api", "poll", "state", "metrics", "notify", "bogus"]),
+    key=st.sampled_from(["base_url", "timeout", "max_rps", "interval", "path", "listen", "initial", "x"]),
+    value=toml_scalars,
+)
+def test_random_invalid_configs_give_clean_errors_naming_a_key(
+    tmp_path: Path, section: str, key: str, value: object
+) -> None:
+    import json
+
+    literal = json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+    text = f'[api]\nbase_url = "https://x.example"\ntoken = "t"\n'
+    text = text if section == "api" else text + f"[{section}]\n"
+    text += f"{key} = {literal}\n"
+    path = tmp_path / "random.toml"
+    path.write_text(text)
+    try:
+        load_settings(path)
+    except ConfigError as error:
+        for problem in error.problems:
+            assert ": " in problem
+            assert "\n" not in problem
+            assert "Traceback" not in problem

@@ -1,0 +1,101 @@
+"""The state store: atomic batches, durable outbox, safe files."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from orderwatch import StateError
+from orderwatch._detect import NewOrder, events_for
+from orderwatch._models import Order
+from orderwatch._store import Sighting, Store
+
+
+def new_order(n: int, status: str = "Created") -> Order:
+    return Order(id=f"id-{n}", number=n, status=status)
+
+
+def test_the_state_file_is_created_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "state.db"
+    Store.open(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db")
+    changes = [NewOrder(new_order(1)), NewOrder(new_order(2, "Delivered"))]
+    events = events_for(changes, announce_new=True, after_gap=False, now=10.0)
+    stored = store.record(
+        [Sighting(c.order, i) for i, c in enumerate(changes)],
+        changes,
+        [(e, [("ops", "k1"), ("ops", "k2")]) for e in events],
+        known={},
+        now=10.0,
+    )
+    assert len(stored) == 2
+    assert len({s.id for s in stored}) == 2
+    assert store.status_counts() == {"Created": 1, "Delivered": 1}
+    assert [k.order.number for k in store.open_orders()] == [1]
+    pending = store.pending_deliveries()
+    assert [(d.destination, d.stored.event.order.number) for d in pending] == [
+        ("k1", 1), ("k1", 2), ("k2", 1), ("k2", 2)
+    ]
+    store.mark_sent(pending[0], now=11.0)
+    store.mark_dead(pending[1], "gone", now=11.0)
+    assert store.queue_counts() == {"pending": 2, "dead": 1}
+    store.close()
+
+
+def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db")
+    change = NewOrder(new_order(1))
+    store.record([], [change], [], known={}, now=1.0)
+    with pytest.raises(StateError, match="cannot write"):
+        # the same new order again violates the primary key: the whole batch rolls back
+        store.record([], [NewOrder(new_order(2)), change], [], known={}, now=2.0)
+    assert store.status_counts() == {"Created": 1}
+
+
+def test_pending_deliveries_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = Store.open(path)
+    change = NewOrder(new_order(1))
+    [event] = events_for([change], announce_new=True, after_gap=False, now=5.0)
+    [stored] = store.record([], [change], [(event, [("ops", "k")])], known={}, now=5.0)
+    store.close()  # as good as a crash: WAL keeps the commit
+    reopened = Store.open(path)
+    [delivery] = reopened.pending_deliveries()
+    assert delivery.stored.id == stored.id
+    assert delivery.stored.event == event
+
+
+def test_a_state_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(StateError, match="newer orderwatch"):
+        Store.open(path)
+
+
+def test_a_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError) as caught:
+        Store.open(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_state_path_that_cannot_exist_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StateError, match=f"cannot open {blocker / 's.db'}"):
+        Store.open(blocker / "s.db")
+
+
+def test_reading_a_missing_state_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="does not exist"):
+        Store.open(tmp_path / "none.db", readonly=True)
