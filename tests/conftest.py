@@ -123,17 +123,18 @@ class Daemon:
 
     config: Path
     log_path: Path
+    args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Daemon:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERWATCH_")}
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orderwatch", "run", "--config", str(self.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "orderwatch", "run", "--config", str(self.config), *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         return self
 
     def log(self) -> str:

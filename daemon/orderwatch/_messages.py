@@ -43,13 +43,19 @@ def _total(total: Decimal | None) -> str:
     return f"{text} ₽"
 
 
+def _created(value: str | None) -> str:
+    if not value:
+        return "unknown"
+    return value.replace("T", " ").split(".", 1)[0]  # seconds are precise enough for people
+
+
 def render(event: Event) -> tuple[str, str]:
     """The ``(title, body)`` of the default message for ``event``."""
     order = event.order
     lines = [
         f"Participant: {order.participant_login or 'unknown'}",
         f"Total: {_total(order.total)}",
-        f"Created: {(order.created_date or 'unknown').replace('T', ' ')}",
+        f"Created: {_created(order.created_date)}",
     ]
     if event.previous_status is not None and event.previous_since is not None:
         spent = format_duration(event.detected_at - event.previous_since)

@@ -88,8 +88,10 @@ class Courier:
             for _, queue in groupby(pending, key=lambda d: d.destination):
                 group.start_soon(self._deliver_queue, list(queue), now)
         self._metrics.set_queue(self._store.queue_counts())
-        remaining = self._store.pending_deliveries(limit=1000)
-        return min((d.next_attempt_at for d in remaining), default=None)
+        heads: dict[str, float] = {}  # a queue is due when its oldest delivery is
+        for delivery in self._store.pending_deliveries():
+            heads.setdefault(delivery.destination, delivery.next_attempt_at)
+        return min(heads.values(), default=None)
 
     async def _deliver_queue(self, queue: list[Delivery], now: float) -> None:
         for delivery in queue:

@@ -1,0 +1,285 @@
+"""The daemon as users run it: a subprocess against the sandbox on loopback, delivering through
+apprise to a local HTTP receiver."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orderwatch._sandbox import Change, Sandbox, World
+from orderwatch._store import Store
+
+from .conftest import Daemon, Receiver, wait_until, write_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+SECRET = "cs-9f2b7e4d1a-very-secret"
+URL_PASSWORD = "pw-77c1e0b9-hook-secret"
+
+
+def config_for(tmp_path: Path, sandbox: Sandbox, receiver: Receiver, **api: object) -> Path:
+    return write_config(
+        tmp_path / "orderwatch.toml",
+        api={
+            "base_url": sandbox.url,
+            "client_id": sandbox.client_id,
+            "client_secret": sandbox.client_secret,
+            "max_rps": 200.0,
+            "timeout": 5.0,
+            **api,
+        },
+        poll={"interval": 0.3},
+        state={"path": str(tmp_path / "state.db")},
+        metrics={"listen": "127.0.0.1:0"},
+        notify={"routes": [{"name": "hook", "urls": [receiver.url]}]},
+    )
+
+
+def metrics_url(daemon: Daemon) -> str:
+    wait_until(lambda: "metrics on http://" in daemon.log(), what="the metrics listener")
+    match = re.search(r"metrics on (http://\S+/metrics)", daemon.log())
+    assert match
+    return match.group(1)
+
+
+def first_sync_done(daemon: Daemon) -> Callable[[], bool]:
+    return lambda: "first sync done" in daemon.log()
+
+
+def expected_title(number: int, previous: str | None, status: str) -> str:
+    if previous is None:
+        return f"Order #{number}: new order ({status})"
+    return f"Order #{number}: {previous} → {status}"
+
+
+def net_titles(changes: list[Change]) -> list[str]:
+    first: dict[str, Change] = {}
+    last: dict[str, Change] = {}
+    for change in changes:
+        first.setdefault(change.order_id, change)
+        last[change.order_id] = change
+    return [
+        expected_title(last[i].number, first[i].previous, last[i].status)
+        for i in first
+        if first[i].previous != last[i].status
+    ]
+
+
+def test_changes_are_announced_metrics_served_and_sigterm_exits_cleanly(
+    tmp_path: Path, sandbox: Sandbox, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    daemon = daemon_factory(config_for(tmp_path, sandbox, receiver)).start()
+    scrape_url = metrics_url(daemon)
+    wait_until(first_sync_done(daemon), what="the first sync")
+    assert receiver.titles() == []  # the baseline is silent
+    mark = len(sandbox.world.history)
+    sandbox.step(4)  # atomically: the daemon can only see each order's net change
+    expected = Counter(net_titles(sandbox.world.history[mark:]))
+    assert expected, "the seeded world moves in four steps"
+    wait_until(lambda: Counter(receiver.titles()) == expected, what=f"{expected}")
+
+    scrape = httpx.get(scrape_url, timeout=5).text
+    for name in (
+        "orderwatch_orders{", "orderwatch_transitions_total{", "orderwatch_poll_cycles_total ",
+        "orderwatch_api_requests_total{", "orderwatch_last_successful_poll_timestamp_seconds ",
+        "orderwatch_notifications_total{",
+    ):
+        assert name in scrape, name
+    for status in ("Created", "Payed", "ReadyForDelivery", "PartiallyDelivered",
+                   "AwaitingCertificateAssignment", "Delivered", "Cancelled"):
+        assert f'orderwatch_orders{{status="{status}"}}' in scrape
+    assert 'orderwatch_api_requests_total{code="200",endpoint="list"}' in scrape
+    assert f'orderwatch_notifications_total{{outcome="sent",route="hook"}} {float(sum(expected.values()))}' in scrape
+
+    started = time.monotonic()
+    assert daemon.terminate() == 0
+    assert time.monotonic() - started < 10
+    assert "Traceback" not in daemon.log()
+
+
+def test_sigkill_with_deliveries_pending_then_restart_delivers_everything_exactly_once(
+    tmp_path: Path, sandbox: Sandbox, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    config = config_for(tmp_path, sandbox, receiver)
+    daemon = daemon_factory(config).start()
+    wait_until(first_sync_done(daemon), what="the first sync")
+    receiver.fail_with = 503
+    world = sandbox.world
+    a, b, c = world.open_ids[:3]
+    expected: list[str] = []
+    with sandbox.lock:
+        for order_id, status in ((a, "Cancelled"), (b, "Delivered")):
+            expected.append(expected_title(world.by_id[order_id].number, world.by_id[order_id].status, status))
+            world.set_status(order_id, status)
+        new = world.add_order()
+        expected.append(expected_title(new.number, None, "Created"))
+
+    def pending() -> int:
+        store = Store.open(tmp_path / "state.db", readonly=True)
+        try:
+            return store.queue_counts()["pending"]
+        finally:
+            store.close()
+
+    wait_until(lambda: pending() == 3, what="three pending deliveries")
+    wait_until(lambda: "failed: " in daemon.log(), what="a failed delivery")
+    daemon.kill()
+
+    # While the daemon is down, order c moves twice: it is announced once, as the net change.
+    before = world.by_id[c].status
+    with sandbox.lock:
+        world.set_status(c, "Payed" if before != "Payed" else "ReadyForDelivery")
+        world.set_status(c, "Cancelled")
+    expected.append(expected_title(world.by_id[c].number, before, "Cancelled"))
+    receiver.fail_with = None
+
+    daemon_factory(config).start()
+    wait_until(lambda: len(receiver.titles()) >= len(expected), what="every delivery")
+    time.sleep(1.5)  # several more cycles: nothing may arrive twice
+    assert sorted(receiver.titles()) == sorted(expected)
+    gap_note = [r["message"] for r in receiver.received if r["title"] == expected[-1]]
+    assert "intermediate statuses may have been missed" in gap_note[0]
+    assert pending() == 0
+
+
+def test_no_secret_reaches_logs_metrics_or_notifications(
+    tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    with Sandbox(World(seed=3, orders=30, open_orders=6), client_secret=SECRET, token_lifetime=2) as sandbox:
+        port = receiver.server.server_address[1]
+        secret_url = f"json://orderwatch:{URL_PASSWORD}@127.0.0.1:{port}/hook"
+        failing_url = f"json://orderwatch:{URL_PASSWORD}@127.0.0.1:1/hook"
+        config = write_config(
+            tmp_path / "orderwatch.toml",
+            api={"base_url": sandbox.url, "client_id": "sandbox", "client_secret": SECRET, "max_rps": 200.0},
+            poll={"interval": 0.3},
+            state={"path": str(tmp_path / "state.db")},
+            metrics={"listen": "127.0.0.1:0"},
+            notify={"initial": True, "routes": [{"name": "hook", "urls": [secret_url, failing_url]}]},
+        )
+        daemon = Daemon(config, tmp_path / "daemon.log", args=("--log-level", "DEBUG")).start()
+        try:
+            scrape_url = metrics_url(daemon)
+            wait_until(lambda: len(receiver.titles()) >= 30, what="the initial announcements")
+            time.sleep(2.5)  # a token expiry and refresh
+            sandbox.step(3)
+            time.sleep(1)
+            scrape = httpx.get(scrape_url, timeout=5).text
+            tokens = list(sandbox._tokens)
+        finally:
+            daemon.terminate()
+    assert len(tokens) >= 2
+    log = daemon.log()
+    assert "failed: " in log  # the failing destination was logged, masked
+    notifications = str(receiver.received)
+    for secret in (SECRET, URL_PASSWORD, *tokens):
+        assert secret not in log
+        assert secret not in scrape
+        assert secret not in notifications
+
+
+def test_rejected_credentials_are_one_clear_line_and_the_daemon_keeps_running(
+    tmp_path: Path, sandbox: Sandbox, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    config = config_for(tmp_path, sandbox, receiver, client_secret="wrong-secret-value")
+    daemon = daemon_factory(config).start()
+    wait_until(lambda: sandbox.requests["token"] >= 3, what="several cycles")
+    log = daemon.log()
+    line = "the token endpoint rejected the client credentials (invalid_request); check api.client_id and api.client_secret"
+    assert log.count(line) == 1
+    assert "wrong-secret-value" not in log
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert daemon.terminate() == 0
+    assert "Traceback" not in daemon.log()
+
+
+def test_an_unreachable_api_is_logged_and_survived(
+    tmp_path: Path, sandbox: Sandbox, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    config = config_for(tmp_path, sandbox, receiver, base_url="http://127.0.0.1:1")
+    daemon = daemon_factory(config).start()
+    wait_until(lambda: "poll failed: token: connection failed" in daemon.log(), what="the failure")
+    time.sleep(1)
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert daemon.terminate() == 0
+    assert "Traceback" not in daemon.log()
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERWATCH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "orderwatch", *args],
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )
+
+
+def test_notify_test_reports_each_destination_masked_and_fails_if_any_failed(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    port = receiver.server.server_address[1]
+    config = write_config(
+        tmp_path / "c.toml",
+        api={"base_url": "https://api.example", "token": "t0ken-value"},
+        notify={"routes": [
+            {"name": "good", "urls": [f"json://me:{URL_PASSWORD}@127.0.0.1:{port}/hook"]},
+            {"name": "bad", "urls": [f"json://me:{URL_PASSWORD}@127.0.0.1:1/hook"]},
+        ]},
+    )
+    result = run_cli("notify-test", "--config", str(config))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"ok     good: json://me:****@127.0.0.1:{port}/hook")
+    assert lines[1].startswith("FAILED bad: json://me:****@127.0.0.1:1/hook: ")
+    assert URL_PASSWORD not in result.stdout + result.stderr
+    assert receiver.titles() == ["orderwatch: test message"]
+
+
+def test_status_shows_counts_open_orders_and_the_last_poll(
+    tmp_path: Path, sandbox: Sandbox, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    config = config_for(tmp_path, sandbox, receiver)
+    daemon = daemon_factory(config).start()
+    wait_until(first_sync_done(daemon), what="the first sync")
+    daemon.terminate()
+    result = run_cli("status", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "first sync: done" in out
+    assert "orders: 50" in out
+    assert re.search(r"Delivered\s+\d+", out)
+    assert "open orders: 8" in out
+    newest_open = max(sandbox.world.by_id[i].number for i in sandbox.world.open_ids)
+    assert f"#{newest_open}" in out
+    assert "last successful poll: 20" in out
+    missing = run_cli("status", "--state", str(tmp_path / "none.db"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"orderwatch: state: {tmp_path / 'none.db'} does not exist (has orderwatch run yet?)"
+
+
+def test_the_demo_shows_notifications_within_a_minute_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    out = tmp_path / "demo.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orderwatch", "demo", "--metrics-port", "0"],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "📣 Order #" in out.read_text(errors="replace"), timeout=60, what="a notification")
+        assert "metrics" in out.read_text()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert "Traceback" not in out.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
