@@ -130,7 +130,15 @@ class Daemon:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERWATCH_")}
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "orderwatch", "run", "--config", str(self.config), *self.args],
+                [
+                    sys.executable,
+                    "-m",
+                    "orderwatch",
+                    "run",
+                    "--config",
+                    str(self.config),
+                    *self.args,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -63,7 +63,11 @@ async def test_the_token_is_fetched_once_with_the_form_and_reused() -> None:
     async with client:
         await client.list_orders(1)
         await client.list_orders(2)
-    assert [c.url.path for c in calls] == ["/base/connect/token", "/base/v1/orders", "/base/v1/orders"]
+    assert [c.url.path for c in calls] == [
+        "/base/connect/token",
+        "/base/v1/orders",
+        "/base/v1/orders",
+    ]
     form = dict(x.split("=") for x in calls[0].content.decode().split("&"))
     assert form == {"client_id": "cid", "client_secret": SECRET, "grant_type": "client_credentials"}
     assert [(e, c) for e, c, _ in seen] == [("token", "200"), ("list", "200"), ("list", "200")]
@@ -101,7 +105,12 @@ async def test_a_401_fetches_a_new_token_once_and_retries() -> None:
     async with client:
         page = await client.list_orders(1)
     assert page.total_pages == 1
-    assert [(e, c) for e, c, _ in seen] == [("token", "200"), ("list", "401"), ("token", "200"), ("list", "200")]
+    assert [(e, c) for e, c, _ in seen] == [
+        ("token", "200"),
+        ("list", "401"),
+        ("token", "200"),
+        ("list", "200"),
+    ]
 
 
 @pytest.mark.parametrize("error", ["invalid_request", "invalid_client", "unauthorized_client"])
@@ -125,7 +134,9 @@ async def test_rejected_credentials_are_a_credentials_error_without_retries(erro
 
 
 async def test_a_rejected_fixed_token_is_a_credentials_error() -> None:
-    client, _ = api(lambda r: httpx.Response(401), token="fixed-token-value", client_id=None, client_secret=None)
+    client, _ = api(
+        lambda r: httpx.Response(401), token="fixed-token-value", client_id=None, client_secret=None
+    )
     async with client:
         with pytest.raises(CredentialsError) as caught:
             await client.list_orders(1)
@@ -150,7 +161,12 @@ async def test_5xx_and_connection_errors_are_retried_then_succeed() -> None:
     client, seen = api(handler)
     async with client:
         await client.list_orders(1)
-    assert [(e, c) for e, c, _ in seen] == [("token", "200"), ("list", "503"), ("list", "error"), ("list", "200")]
+    assert [(e, c) for e, c, _ in seen] == [
+        ("token", "200"),
+        ("list", "503"),
+        ("list", "error"),
+        ("list", "200"),
+    ]
 
 
 async def test_retries_run_out_into_a_transient_error() -> None:

@@ -47,7 +47,10 @@ def test_order_moved_twice_between_polls_is_reported_as_one_change() -> None:
 
 
 def test_an_order_seen_twice_on_shifted_pages_is_new_once() -> None:
-    assert detect_changes({}, [order(5), order(4), order(5)]) == [NewOrder(order(4)), NewOrder(order(5))]
+    assert detect_changes({}, [order(5), order(4), order(5)]) == [
+        NewOrder(order(4)),
+        NewOrder(order(5)),
+    ]
 
 
 def test_new_orders_are_silent_during_the_baseline_and_transitions_are_not() -> None:
@@ -80,7 +83,7 @@ def test_changes_equal_the_net_observable_changes(
     whose last observed status differs from the remembered one, and one per unknown order."""
     state = {f"id-{n}": known(n, s) for n, s in before.items()}
     changes = detect_changes(state, [order(n, s) for n, s in observations])
-    last = {n: s for n, s in observations}
+    last = dict(observations)
     expected = {n for n, s in last.items() if n not in before or before[n] != s}
     assert {c.order.number for c in changes} == expected
     assert len(changes) == len(expected)

@@ -90,16 +90,29 @@ def test_changes_are_announced_metrics_served_and_sigterm_exits_cleanly(
 
     scrape = httpx.get(scrape_url, timeout=5).text
     for name in (
-        "orderwatch_orders{", "orderwatch_transitions_total{", "orderwatch_poll_cycles_total ",
-        "orderwatch_api_requests_total{", "orderwatch_last_successful_poll_timestamp_seconds ",
+        "orderwatch_orders{",
+        "orderwatch_transitions_total{",
+        "orderwatch_poll_cycles_total ",
+        "orderwatch_api_requests_total{",
+        "orderwatch_last_successful_poll_timestamp_seconds ",
         "orderwatch_notifications_total{",
     ):
         assert name in scrape, name
-    for status in ("Created", "Payed", "ReadyForDelivery", "PartiallyDelivered",
-                   "AwaitingCertificateAssignment", "Delivered", "Cancelled"):
+    for status in (
+        "Created",
+        "Payed",
+        "ReadyForDelivery",
+        "PartiallyDelivered",
+        "AwaitingCertificateAssignment",
+        "Delivered",
+        "Cancelled",
+    ):
         assert f'orderwatch_orders{{status="{status}"}}' in scrape
     assert 'orderwatch_api_requests_total{code="200",endpoint="list"}' in scrape
-    assert f'orderwatch_notifications_total{{outcome="sent",route="hook"}} {float(sum(expected.values()))}' in scrape
+    assert (
+        f'orderwatch_notifications_total{{outcome="sent",route="hook"}} {float(sum(expected.values()))}'
+        in scrape
+    )
 
     started = time.monotonic()
     assert daemon.terminate() == 0
@@ -119,7 +132,9 @@ def test_sigkill_with_deliveries_pending_then_restart_delivers_everything_exactl
     expected: list[str] = []
     with sandbox.lock:
         for order_id, status in ((a, "Cancelled"), (b, "Delivered")):
-            expected.append(expected_title(world.by_id[order_id].number, world.by_id[order_id].status, status))
+            expected.append(
+                expected_title(world.by_id[order_id].number, world.by_id[order_id].status, status)
+            )
             world.set_status(order_id, status)
         new = world.add_order()
         expected.append(expected_title(new.number, None, "Created"))
@@ -155,17 +170,27 @@ def test_sigkill_with_deliveries_pending_then_restart_delivers_everything_exactl
 def test_no_secret_reaches_logs_metrics_or_notifications(
     tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
 ) -> None:
-    with Sandbox(World(seed=3, orders=30, open_orders=6), client_secret=SECRET, token_lifetime=2) as sandbox:
+    with Sandbox(
+        World(seed=3, orders=30, open_orders=6), client_secret=SECRET, token_lifetime=2
+    ) as sandbox:
         port = receiver.server.server_address[1]
         secret_url = f"json://orderwatch:{URL_PASSWORD}@127.0.0.1:{port}/hook"
         failing_url = f"json://orderwatch:{URL_PASSWORD}@127.0.0.1:1/hook"
         config = write_config(
             tmp_path / "orderwatch.toml",
-            api={"base_url": sandbox.url, "client_id": "sandbox", "client_secret": SECRET, "max_rps": 200.0},
+            api={
+                "base_url": sandbox.url,
+                "client_id": "sandbox",
+                "client_secret": SECRET,
+                "max_rps": 200.0,
+            },
             poll={"interval": 0.3},
             state={"path": str(tmp_path / "state.db")},
             metrics={"listen": "127.0.0.1:0"},
-            notify={"initial": True, "routes": [{"name": "hook", "urls": [secret_url, failing_url]}]},
+            notify={
+                "initial": True,
+                "routes": [{"name": "hook", "urls": [secret_url, failing_url]}],
+            },
         )
         daemon = Daemon(config, tmp_path / "daemon.log", args=("--log-level", "DEBUG")).start()
         try:
@@ -198,7 +223,8 @@ def test_rejected_credentials_are_one_clear_line_and_the_daemon_keeps_running(
     line = "the token endpoint rejected the client credentials (invalid_request); check api.client_id and api.client_secret"
     assert log.count(line) == 1
     assert "wrong-secret-value" not in log
-    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert daemon.proc is not None
+    assert daemon.proc.poll() is None
     assert daemon.terminate() == 0
     assert "Traceback" not in daemon.log()
 
@@ -210,7 +236,8 @@ def test_an_unreachable_api_is_logged_and_survived(
     daemon = daemon_factory(config).start()
     wait_until(lambda: "poll failed: token: connection failed" in daemon.log(), what="the failure")
     time.sleep(1)
-    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert daemon.proc is not None
+    assert daemon.proc.poll() is None
     assert daemon.terminate() == 0
     assert "Traceback" not in daemon.log()
 
@@ -219,7 +246,11 @@ def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERWATCH_")}
     return subprocess.run(
         [sys.executable, "-m", "orderwatch", *args],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
     )
 
 
@@ -230,10 +261,12 @@ def test_notify_test_reports_each_destination_masked_and_fails_if_any_failed(
     config = write_config(
         tmp_path / "c.toml",
         api={"base_url": "https://api.example", "token": "t0ken-value"},
-        notify={"routes": [
-            {"name": "good", "urls": [f"json://me:{URL_PASSWORD}@127.0.0.1:{port}/hook"]},
-            {"name": "bad", "urls": [f"json://me:{URL_PASSWORD}@127.0.0.1:1/hook"]},
-        ]},
+        notify={
+            "routes": [
+                {"name": "good", "urls": [f"json://me:{URL_PASSWORD}@127.0.0.1:{port}/hook"]},
+                {"name": "bad", "urls": [f"json://me:{URL_PASSWORD}@127.0.0.1:1/hook"]},
+            ]
+        },
     )
     result = run_cli("notify-test", "--config", str(config))
     assert result.returncode == 1
@@ -263,7 +296,10 @@ def test_status_shows_counts_open_orders_and_the_last_poll(
     assert "last successful poll: 20" in out
     missing = run_cli("status", "--state", str(tmp_path / "none.db"))
     assert missing.returncode == 1
-    assert missing.stderr.strip() == f"orderwatch: state: {tmp_path / 'none.db'} does not exist (has orderwatch run yet?)"
+    assert (
+        missing.stderr.strip()
+        == f"orderwatch: state: {tmp_path / 'none.db'} does not exist (has orderwatch run yet?)"
+    )
 
 
 def test_the_demo_shows_notifications_within_a_minute_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -271,10 +307,15 @@ def test_the_demo_shows_notifications_within_a_minute_and_stops_on_ctrl_c(tmp_pa
     with out.open("wb") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "orderwatch", "demo", "--metrics-port", "0"],
-            stdout=sink, stderr=subprocess.STDOUT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "📣 Order #" in out.read_text(errors="replace"), timeout=60, what="a notification")
+        wait_until(
+            lambda: "📣 Order #" in out.read_text(errors="replace"),
+            timeout=60,
+            what="a notification",
+        )
         assert "metrics" in out.read_text()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0

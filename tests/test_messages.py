@@ -9,15 +9,23 @@ from orderwatch._messages import format_duration, render
 from orderwatch._models import Order
 
 ORDER = Order(
-    id="x", number=3048, status="ReadyForDelivery", created_date="2020-01-11T16:13:56.814239",
-    participant_login="sss@ss.ss_company", total=Decimal(2200),
+    id="x",
+    number=3048,
+    status="ReadyForDelivery",
+    created_date="2020-01-11T16:13:56.814239",
+    participant_login="sss@ss.ss_company",
+    total=Decimal(2200),
 )
 
 
 def event(**overrides: object) -> Event:
     values: dict[str, object] = {
-        "kind": "status_changed", "order": ORDER, "previous_status": "Payed",
-        "previous_since": 1000.0, "previous_since_exact": True, "detected_at": 1000.0 + 7500,
+        "kind": "status_changed",
+        "order": ORDER,
+        "previous_status": "Payed",
+        "previous_since": 1000.0,
+        "previous_since_exact": True,
+        "detected_at": 1000.0 + 7500,
         "after_gap": False,
     }
     values.update(overrides)
@@ -29,7 +37,12 @@ def test_a_transition_title_names_both_statuses() -> None:
 
 
 def test_a_new_order_title() -> None:
-    new = event(kind="created", order=Order(id="y", number=3049, status="Created"), previous_status=None, previous_since=None)
+    new = event(
+        kind="created",
+        order=Order(id="y", number=3049, status="Created"),
+        previous_status=None,
+        previous_since=None,
+    )
     assert render(new)[0] == "Order #3049: new order (Created)"
 
 
@@ -48,4 +61,9 @@ def test_time_first_seen_is_a_lower_bound_and_a_gap_is_admitted() -> None:
 
 
 def test_durations_read_naturally() -> None:
-    assert [format_duration(s) for s in (5, 250, 7500, 200000)] == ["5s", "4m 10s", "2h 05m", "2d 7h"]
+    assert [format_duration(s) for s in (5, 250, 7500, 200000)] == [
+        "5s",
+        "4m 10s",
+        "2h 05m",
+        "2d 7h",
+    ]

@@ -64,27 +64,35 @@ async def test_every_delivery_goes_out_once_and_is_marked_sent(tmp_path: Path) -
     seed(store, [1, 2], clock.now)
     assert await courier.deliver_due() is None
     assert sorted(sender.sent) == [
-        ("a", "Order #1: new order (Created)"), ("a", "Order #2: new order (Created)"),
-        ("b", "Order #1: new order (Created)"), ("b", "Order #2: new order (Created)"),
+        ("a", "Order #1: new order (Created)"),
+        ("a", "Order #2: new order (Created)"),
+        ("b", "Order #1: new order (Created)"),
+        ("b", "Order #2: new order (Created)"),
     ]
     await courier.deliver_due()
     assert len(sender.sent) == 4
     assert counter(metrics, "ops", "sent") == 2
 
 
-async def test_a_failing_destination_keeps_its_order_and_does_not_delay_others(tmp_path: Path) -> None:
+async def test_a_failing_destination_keeps_its_order_and_does_not_delay_others(
+    tmp_path: Path,
+) -> None:
     store, courier, sender, clock, metrics = make(tmp_path)
     sender.failing.add("a")
     seed(store, [1, 2, 3], clock.now)
     next_due = await courier.deliver_due()
-    assert [t for k, t in sender.sent if k == "b"] == [f"Order #{n}: new order (Created)" for n in (1, 2, 3)]
+    assert [t for k, t in sender.sent if k == "b"] == [
+        f"Order #{n}: new order (Created)" for n in (1, 2, 3)
+    ]
     assert next_due is not None
     assert clock.now + 0.5 <= next_due <= clock.now + 4
     assert counter(metrics, "ops", "failed") == 1  # only the head of the queue was tried
     sender.failing.clear()
     clock.now = next_due
     await courier.deliver_due()
-    assert [t for k, t in sender.sent if k == "a"] == [f"Order #{n}: new order (Created)" for n in (1, 2, 3)]
+    assert [t for k, t in sender.sent if k == "a"] == [
+        f"Order #{n}: new order (Created)" for n in (1, 2, 3)
+    ]
     assert store.queue_counts() == {"pending": 0, "dead": 0}
 
 

@@ -25,7 +25,9 @@ def test_walk_goes_on_while_the_oldest_order_on_the_page_is_new() -> None:
 
 def test_a_full_walk_goes_to_the_last_page_and_stops_there() -> None:
     assert head_walk_continues(page([20, 19]), 3, oldest_is_new=False, full_walk=True)
-    assert not head_walk_continues(page([2, 1], total_pages=3), 3, oldest_is_new=True, full_walk=True)
+    assert not head_walk_continues(
+        page([2, 1], total_pages=3), 3, oldest_is_new=True, full_walk=True
+    )
 
 
 def test_an_empty_page_ends_the_walk() -> None:

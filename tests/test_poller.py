@@ -12,7 +12,7 @@ import pytest
 from orderwatch._client import OrdersApi, RetryPolicy
 from orderwatch._metrics import Metrics
 from orderwatch._poller import Poller
-from orderwatch._sandbox import Sandbox, World
+from orderwatch._sandbox import Sandbox
 from orderwatch._settings import ApiSettings
 from orderwatch._sinks import Destination
 from orderwatch._store import Store, StoredEvent
@@ -32,8 +32,12 @@ class Rig:
 
     def poller(self, *, initial: bool = False) -> Poller:
         return Poller(
-            self.api, self.store, [DEST], self.metrics,
-            announce_initial=initial, on_committed=self.announced.extend,
+            self.api,
+            self.store,
+            [DEST],
+            self.metrics,
+            announce_initial=initial,
+            on_committed=self.announced.extend,
         )
 
     def titles(self) -> list[str]:
@@ -42,12 +46,20 @@ class Rig:
         return [title_for(s.event) for s in self.announced]
 
 
-async def make_rig(sandbox: Sandbox, path: Path, transport: httpx.AsyncBaseTransport | None = None) -> Rig:
+async def make_rig(
+    sandbox: Sandbox, path: Path, transport: httpx.AsyncBaseTransport | None = None
+) -> Rig:
     settings = ApiSettings(
-        base_url=sandbox.url, client_id=sandbox.client_id,
-        client_secret=sandbox.client_secret, max_rps=1000.0,
+        base_url=sandbox.url,
+        client_id=sandbox.client_id,
+        client_secret=sandbox.client_secret,
+        max_rps=1000.0,
     )
-    api = OrdersApi(settings, transport=transport, retry=RetryPolicy(attempts=2, wait_initial=0, wait_max=0, wait_jitter=0))
+    api = OrdersApi(
+        settings,
+        transport=transport,
+        retry=RetryPolicy(attempts=2, wait_initial=0, wait_max=0, wait_jitter=0),
+    )
     return Rig(sandbox, Store.open(path), api, Metrics(), [])
 
 
@@ -119,7 +131,7 @@ async def test_final_orders_are_never_asked_for_by_status(rig: Rig) -> None:
     await poller.cycle()
     final = {o.id for o in rig.sandbox.world.newest_first if o.status in {"Delivered", "Cancelled"}}
     assert not final & set(rig.sandbox.status_requests[len(rig.sandbox.status_requests) // 2 :])
-    assert not final & set(rig.sandbox.status_requests)  - open_ids
+    assert not final & set(rig.sandbox.status_requests) - open_ids
 
 
 async def test_open_orders_deep_in_history_are_refreshed_cheaply(rig: Rig) -> None:
@@ -136,7 +148,10 @@ async def test_open_orders_deep_in_history_are_refreshed_cheaply(rig: Rig) -> No
     assert report.statuses == 0
     assert report.pages <= 3
     number = rig.sandbox.world.by_id[target].number
-    assert any(t.startswith(f"Order #{number}: ") and t.endswith("→ Cancelled") for t in rig.titles()[before:])
+    assert any(
+        t.startswith(f"Order #{number}: ") and t.endswith("→ Cancelled")
+        for t in rig.titles()[before:]
+    )
 
 
 async def test_orders_arriving_during_the_walk_are_neither_missed_nor_doubled(
@@ -224,7 +239,9 @@ async def test_an_unknown_status_is_kept_open_reported_and_counted(rig: Rig) -> 
     assert rig.metrics.orders.labels(status="OnHold")._value.get() == 1
 
 
-async def test_an_interrupted_first_sync_resumes_without_announcing(sandbox: Sandbox, tmp_path: Path) -> None:
+async def test_an_interrupted_first_sync_resumes_without_announcing(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
     path = tmp_path / "s.db"
     first = await make_rig(sandbox, path)
     # page 2 fails for good: only page 1 is learned

@@ -94,7 +94,9 @@ def test_missing_base_url_is_named(tmp_path: Path) -> None:
 
 
 def test_non_positive_interval_is_named(tmp_path: Path) -> None:
-    assert "poll.interval: must be > 0" in problems(tmp_path, VALID.replace("interval = 15", "interval = 0"))
+    assert "poll.interval: must be > 0" in problems(
+        tmp_path, VALID.replace("interval = 15", "interval = 0")
+    )
 
 
 def test_an_unknown_apprise_scheme_is_named_with_its_index(tmp_path: Path) -> None:
@@ -129,7 +131,9 @@ statuses = ["Shipped"]
     ):
         assert expected in found
     assert any(p.startswith("metrics.listen: ") for p in found)
-    assert any(p.startswith("notify.routes[0].statuses[0]: unknown status 'Shipped'") for p in found)
+    assert any(
+        p.startswith("notify.routes[0].statuses[0]: unknown status 'Shipped'") for p in found
+    )
 
 
 def test_unknown_keys_are_named(tmp_path: Path) -> None:
@@ -147,7 +151,9 @@ def test_credentials_are_required_one_way_or_the_other(tmp_path: Path) -> None:
 
 
 def test_a_fixed_token_is_enough(tmp_path: Path) -> None:
-    settings = load_settings(write(tmp_path, '[api]\nbase_url = "https://x.example"\ntoken = "tok"\n'))
+    settings = load_settings(
+        write(tmp_path, '[api]\nbase_url = "https://x.example"\ntoken = "tok"\n')
+    )
     assert settings.api.token is not None
 
 
@@ -177,7 +183,9 @@ def test_secrets_never_appear_in_problems(tmp_path: Path) -> None:
     assert "s3cret-value" not in joined
 
 
-def test_check_config_exits_0_when_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_exits_0_when_valid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["check-config", "--config", str(write(tmp_path, VALID))]) == 0
     assert "configuration is valid" in capsys.readouterr().out
 
@@ -222,7 +230,9 @@ toml_scalars = st.one_of(
 @hypothesis_settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     section=st.sampled_from(["api", "poll", "state", "metrics", "notify", "bogus"]),
-    key=st.sampled_from(["base_url", "timeout", "max_rps", "interval", "path", "listen", "initial", "x"]),
+    key=st.sampled_from(
+        ["base_url", "timeout", "max_rps", "interval", "path", "listen", "initial", "x"]
+    ),
     value=toml_scalars,
 )
 def test_random_invalid_configs_give_clean_errors_naming_a_key(
@@ -231,7 +241,7 @@ def test_random_invalid_configs_give_clean_errors_naming_a_key(
     import json
 
     literal = json.dumps(value) if not isinstance(value, bool) else str(value).lower()
-    text = f'[api]\nbase_url = "https://x.example"\ntoken = "t"\n'
+    text = '[api]\nbase_url = "https://x.example"\ntoken = "t"\n'
     text = text if section == "api" else text + f"[{section}]\n"
     text += f"{key} = {literal}\n"
     path = tmp_path / "random.toml"

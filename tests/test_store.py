@@ -41,7 +41,10 @@ def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -
     assert [k.order.number for k in store.open_orders()] == [1]
     pending = store.pending_deliveries()
     assert [(d.destination, d.stored.event.order.number) for d in pending] == [
-        ("k1", 1), ("k1", 2), ("k2", 1), ("k2", 2)
+        ("k1", 1),
+        ("k1", 2),
+        ("k2", 1),
+        ("k2", 2),
     ]
     store.mark_sent(pending[0], now=11.0)
     store.mark_dead(pending[1], "gone", now=11.0)

@@ -110,7 +110,9 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     path = config_path(getattr(args, "config", None))
     if path is None:
-        raise ConfigError(["config: no configuration file: pass --config PATH or set ORDERWATCH_CONFIG"])
+        raise ConfigError(
+            ["config: no configuration file: pass --config PATH or set ORDERWATCH_CONFIG"]
+        )
     return load_settings(path)
 
 
@@ -218,11 +220,16 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
             client_secret=args.client_secret,
         )
     except OSError as error:
-        raise OrderwatchError(f"sandbox: cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+        raise OrderwatchError(
+            f"sandbox: cannot listen on {args.host}:{args.port}: {error.strerror}"
+        ) from None
     sandbox.start()
     sandbox.tick_every(args.tick)
-    print(f"sandbox Orders API on {sandbox.url} (client_id={args.client_id}, "
-          f"client_secret={args.client_secret}); Ctrl-C stops", flush=True)
+    print(
+        f"sandbox Orders API on {sandbox.url} (client_id={args.client_id}, "
+        f"client_secret={args.client_secret}); Ctrl-C stops",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, TypeVar
+from typing import Final, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -122,7 +122,7 @@ class OrdersApi:
                 on_token=on_secret,
             )
 
-    async def __aenter__(self) -> OrdersApi:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -144,9 +144,7 @@ class OrdersApi:
             "status", f"/v1/orders/{quote(order_id, safe='')}/status", parse_status_body
         )
 
-    async def _call(
-        self, endpoint: str, url: str, parse: Callable[[bytes], T]
-    ) -> T | None:
+    async def _call(self, endpoint: str, url: str, parse: Callable[[bytes], T]) -> T | None:
         retrying = stamina.retry_context(
             on=_backoff,
             attempts=self._retry.attempts,

@@ -1,7 +1,7 @@
 """Every error orderwatch raises on purpose, in one tree.
 
     OrderwatchError
-    ├── ConfigError               the configuration is invalid; ``problems`` lists each, naming its key
+    ├── ConfigError               the configuration is invalid; ``problems`` names each key
     ├── ApiError                  the Orders API gave no usable answer
     │   ├── TransientApiError     timeouts, resets, 5xx, 429, malformed bodies: a later try may work
     │   │   └── RateLimitedError  429; ``retry_after`` says how long the server asked us to wait
@@ -35,7 +35,7 @@ class OrderwatchError(Exception):
 
 
 class ConfigError(OrderwatchError):
-    """The configuration is invalid. ``problems`` holds one line per problem, each naming its key."""
+    """The configuration is invalid. ``problems``: one line per problem, each naming its key."""
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)

@@ -31,7 +31,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.orders = Gauge("orderwatch_orders", "Known orders in each status.", ["status"], registry=r)
+        self.orders = Gauge(
+            "orderwatch_orders", "Known orders in each status.", ["status"], registry=r
+        )
         self.transitions = Counter(
             "orderwatch_transitions",
             "Status transitions observed.",

@@ -8,6 +8,7 @@ is ``data`` or ``orders``, ``number`` and ``total`` may be strings, the login ma
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ class OrderPage:
     def numbers_decrease(self) -> bool:
         """True when the page is newest first, as the docs show but do not promise."""
         numbers = [order.number for order in self.orders]
-        return all(a > b for a, b in zip(numbers, numbers[1:], strict=False))
+        return all(a > b for a, b in itertools.pairwise(numbers))
 
 
 _TRAILING_COMMA = re.compile(rb",(\s*[}\]])")

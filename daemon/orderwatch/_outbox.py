@@ -131,7 +131,11 @@ class Courier:
             self._metrics.notifications.labels(route=route, outcome="dead").inc()
             log.error(
                 "notify: gave up on %r for %s (%s) after %d tries: %s",
-                title, route, destination.masked, delivery.attempts + 1, error,
+                title,
+                route,
+                destination.masked,
+                delivery.attempts + 1,
+                error,
             )
             return True
         delay = retry_delay(delivery.attempts + 1, self._rng)
@@ -139,6 +143,9 @@ class Courier:
         if destination.key not in self._failing:
             self._failing.add(destination.key)
             log.warning(
-                "notify: %s (%s) failed: %s; retrying with backoff", route, destination.masked, error
+                "notify: %s (%s) failed: %s; retrying with backoff",
+                route,
+                destination.masked,
+                error,
             )
         return False

@@ -9,7 +9,7 @@ request and shows one. A cycle therefore
 2. refreshes every open order the walk did not show: by fetching the page where it is predicted
    to sit when that page holds at least ``MIN_ORDERS_PER_PAGE`` of them, else by ``/status``.
 
-An order's index is predicted as ``anchor + arrivals`` (see :class:`~orderwatch._detect.KnownOrder`);
+An order's index is predicted as ``anchor + arrivals`` (see ``_detect.KnownOrder``);
 a prediction is verified by id, and an order not found where predicted falls back to ``/status``.
 """
 

@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from orderwatch._detect import Change, KnownOrder, NewOrder, detect_changes, events_for
 from orderwatch._client import OrdersApi
+from orderwatch._detect import Change, KnownOrder, NewOrder, detect_changes, events_for
 from orderwatch._messages import title_for
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE, OrderPage
@@ -70,13 +70,17 @@ class _Progress:
         self._store.set_meta(sync_page=page, sync_total_pages=total_pages, sync_orders=learned)
         if self._bar:
             done = int(30 * page / max(total_pages, 1))
-            sys.stderr.write(f"\r  first sync [{'#' * done}{'.' * (30 - done)}] {page}/{total_pages}{eta}   ")
+            sys.stderr.write(
+                f"\r  first sync [{'#' * done}{'.' * (30 - done)}] {page}/{total_pages}{eta}   "
+            )
             sys.stderr.flush()
         if now - self._last_line >= _PROGRESS_EVERY or page >= total_pages:
             self._last_line = now
             if self._bar:
                 sys.stderr.write("\n")
-            log.info("first sync: page %d of %d, %d orders learned%s", page, total_pages, learned, eta)
+            log.info(
+                "first sync: page %d of %d, %d orders learned%s", page, total_pages, learned, eta
+            )
 
 
 class Poller:
@@ -106,7 +110,9 @@ class Poller:
 
     @property
     def open_count(self) -> int:
-        return sum(n for status, n in self._counts.items() if status not in {"Delivered", "Cancelled"})
+        return sum(
+            n for status, n in self._counts.items() if status not in {"Delivered", "Cancelled"}
+        )
 
     async def cycle(self) -> CycleReport:
         """Run one cycle. Raises :class:`~orderwatch.ApiError` if it could not finish."""
@@ -125,7 +131,9 @@ class Poller:
             page = await self._api.list_orders(page_number)
             report.pages += 1
             if not full_walk and not page.numbers_decrease:
-                log.warning("order list is not newest-first on page %d; walking it all", page_number)
+                log.warning(
+                    "order list is not newest-first on page %d; walking it all", page_number
+                )
                 full_walk = True
             known = self._store.lookup([order.id for order in page.orders])
             self._ingest_page(page, page_number, known, state, report, announce_new=announce_new)
@@ -157,7 +165,11 @@ class Poller:
             await self._refresh_by_status(state.open_orders[order_id], report)
         if baseline:
             self._store.set_meta(baseline_done=1)
-            log.info("first sync done: %d orders known, %d open", sum(self._counts.values()), self.open_count)
+            log.info(
+                "first sync done: %d orders known, %d open",
+                sum(self._counts.values()),
+                self.open_count,
+            )
         self._after_gap = False
         self._store.set_meta(last_successful_poll=self._clock())
         return report

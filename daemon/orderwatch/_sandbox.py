@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Final
+from typing import Final, Self
 from urllib.parse import parse_qs, urlsplit
 
 from orderwatch._models import PAGE_SIZE
@@ -212,8 +212,9 @@ class Sandbox:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> Sandbox:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *_: object) -> None:
         self.stop()
@@ -230,7 +231,7 @@ class Sandbox:
         return expires is not None and time.monotonic() < expires
 
 
-def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
+def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:  # noqa: C901 - one closure
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -252,10 +253,12 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 code = sandbox.forced.pop(0) if sandbox.forced else None
             if code is None:
                 return False
-            self._reply(code, {"error": "injected fault"}, {"Retry-After": "1"} if code == 429 else None)
+            self._reply(
+                code, {"error": "injected fault"}, {"Retry-After": "1"} if code == 429 else None
+            )
             return True
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             form = parse_qs(self.rfile.read(length).decode())
             if urlsplit(self.path).path != "/connect/token":
@@ -284,7 +287,7 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 },
             )
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             parts = urlsplit(self.path)
             segments = [s for s in parts.path.split("/") if s]
             endpoint = "list" if segments == ["v1", "orders"] else "status"

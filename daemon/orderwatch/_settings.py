@@ -39,8 +39,8 @@ __all__ = [
     "RouteSettings",
     "Settings",
     "StateSettings",
-    "default_state_path",
     "config_path",
+    "default_state_path",
     "load_settings",
 ]
 
@@ -188,7 +188,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        del dotenv_settings, file_secret_settings  # only the TOML file and the environment
+        del settings_cls, dotenv_settings, file_secret_settings  # only the file and the environment
         # Earlier sources win: the environment overrides the file (passed as init values).
         return env_settings, init_settings
 

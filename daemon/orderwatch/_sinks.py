@@ -109,10 +109,15 @@ def secrets_in(destinations: Sequence[Destination]) -> list[str]:
         userinfo, _, hostpart = rest.rpartition("@")
         if ":" in userinfo:
             found.append(userinfo.split(":", 1)[1])
-        for piece in hostpart.replace("?", "/").replace("&", "/").replace("=", "/").split("/"):
-            # tokens (Slack, Telegram, …) travel in the path: long, mixed letters and digits
-            if len(piece) >= 8 and any(c.isdigit() for c in piece) and any(c.isalpha() for c in piece):
-                found.append(piece)
+        pieces = hostpart.replace("?", "/").replace("&", "/").replace("=", "/").split("/")
+        # tokens (Slack, Telegram, …) travel in the path: long, mixed letters and digits
+        found.extend(
+            piece
+            for piece in pieces
+            if len(piece) >= 8
+            and any(c.isdigit() for c in piece)
+            and any(c.isalpha() for c in piece)
+        )
     return found
 
 

@@ -136,8 +136,7 @@ def _order_from_json(text: str) -> Order:
 
 
 _KNOWN_COLUMNS: Final = (
-    "id, number, status, created_date, participant_login, total, "
-    "status_since, since_exact, anchor"
+    "id, number, status, created_date, participant_login, total, status_since, since_exact, anchor"
 )
 
 
@@ -247,7 +246,7 @@ class Store:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0]["value"] if rows else None
 
-    def set_meta(self, **values: str | float | int) -> None:
+    def set_meta(self, **values: str | float) -> None:
         with self._transaction():
             self._db.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
