@@ -324,3 +324,74 @@ def test_the_demo_shows_notifications_within_a_minute_and_stops_on_ctrl_c(tmp_pa
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_sandbox_command_serves_the_documented_api(tmp_path: Path) -> None:
+    out = tmp_path / "sandbox.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orderwatch",
+                "sandbox",
+                "--port",
+                "0",
+                "--seed",
+                "5",
+                "--orders",
+                "45",
+                "--list-key",
+                "orders",
+                "--token-lifetime",
+                "120",
+                "--client-secret",
+                "s",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "sandbox Orders API on http://" in out.read_text(), what="the sandbox")
+        url = re.search(r"on (http://\S+)", out.read_text()).group(1)  # type: ignore[union-attr]
+        bad = httpx.post(
+            f"{url}/connect/token",
+            data={"client_id": "sandbox", "client_secret": "x", "grant_type": "client_credentials"},
+        )
+        assert (bad.status_code, bad.json()) == (400, {"error": "invalid_request"})
+        token = httpx.post(
+            f"{url}/connect/token",
+            data={"client_id": "sandbox", "client_secret": "s", "grant_type": "client_credentials"},
+        ).json()
+        assert token["expires_in"] == 120
+        assert token["scope"] == "external-api"
+        auth = {"Authorization": f"Bearer {token['access_token']}"}
+        assert httpx.get(f"{url}/v1/orders?page=1").status_code == 401
+        page = httpx.get(f"{url}/v1/orders?page=3", headers=auth).json()
+        assert (page["totalPages"], page["currentPage"], page["pageSize"]) == (3, 3, 20)
+        assert len(page["orders"]) == 5
+        numbers = [o["number"] for o in page["orders"]]
+        assert numbers == sorted(numbers, reverse=True)
+        first = page["orders"][0]
+        assert set(first) == {"id", "number", "createdDate", "status", "participantLogin", "total"}
+        status = httpx.get(f"{url}/v1/orders/{first['id'].upper()}/status", headers=auth)
+        assert status.json() == {"status": first["status"]}
+        assert httpx.get(f"{url}/v1/orders/nope/status", headers=auth).status_code == 404
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_the_sandbox_is_deterministic_for_a_seed() -> None:
+    def run(seed: int) -> list[Change]:
+        world = World(seed=seed, orders=40, open_orders=10)
+        for _ in range(20):
+            world.step()
+        return world.history
+
+    assert run(11) == run(11)
+    assert run(11) != run(12)
+    moves = run(11)
+    assert any(c.previous is None for c in moves)
+    assert any(c.status == "Cancelled" for c in moves)
+    assert any(c.status == "Delivered" for c in moves)

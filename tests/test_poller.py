@@ -275,3 +275,14 @@ async def test_an_interrupted_first_sync_resumes_without_announcing(
     assert second.store.baseline_done
     assert sum(second.store.status_counts().values()) == 50
     await second.api.aclose()
+
+
+async def test_the_first_sync_logs_its_progress_and_records_it(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="orderwatch")
+    await rig.poller().cycle()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("first sync: page 3 of 3, 50 orders learned") for line in lines)
+    assert "first sync done: 50 orders known, 8 open" in lines
+    assert rig.store.get_meta("sync_total_pages") == "3"
