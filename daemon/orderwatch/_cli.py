@@ -52,7 +52,16 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the daemon in the foreground, logging to stderr. SIGTERM or SIGINT "
         "finishes what is in flight, closes the state and exits 0.",
     )
-    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="overrides log.level (default INFO)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="overrides log.format: human-readable lines or one JSON object per line",
+    )
 
     commands.add_parser(
         "check-config",
@@ -61,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate the configuration file and the ORDERWATCH_* environment without "
         "touching the network. Exit 0 when valid, else 2 with one line per problem.",
     )
+    health = commands.add_parser(
+        "health",
+        parents=[common],
+        help="ask the running daemon's /healthz; exit 0 when healthy, else 1",
+        description="GET /healthz on the metrics listener of a running daemon (for container "
+        "health checks); print its answer; exit 0 when healthy, 1 otherwise.",
+    )
+    health.add_argument("--url", help="the health URL (default: from metrics.listen)")
+    health.add_argument("--timeout", type=float, default=5.0)
     commands.add_parser(
         "notify-test",
         parents=[common],
@@ -128,11 +146,35 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    configure_logging(args.log_level)
-    from orderwatch._service import run_service  # noqa: PLC0415 - keeps check-config light
+    configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
+    from orderwatch._service import ServiceOptions, run_service  # noqa: PLC0415 - keeps CLI light
 
-    anyio.run(run_service, settings)
+    path = config_path(getattr(args, "config", None))
+    anyio.run(run_service, settings, ServiceOptions(config_path=path))
     return 0
+
+
+def _health_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url)
+    address = _settings(args).metrics.address
+    if address is None:
+        raise OrderwatchError('health: metrics.listen is "" (off), so there is no /healthz')
+    host, port = address
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    import httpx  # noqa: PLC0415
+
+    url = _health_url(args)
+    try:
+        response = httpx.get(url, timeout=args.timeout)
+    except httpx.HTTPError as error:
+        raise OrderwatchError(f"health: no answer from {url} ({type(error).__name__})") from None
+    print(response.text.strip())
+    return 0 if response.status_code == 200 else EXIT_FAILURE
 
 
 def _cmd_notify_test(args: argparse.Namespace) -> int:
@@ -249,6 +291,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 _COMMANDS = {
     "run": _cmd_run,
     "check-config": _cmd_check_config,
+    "health": _cmd_health,
     "notify-test": _cmd_notify_test,
     "status": _cmd_status,
     "sandbox": _cmd_sandbox,

@@ -7,11 +7,14 @@ handler, so third-party loggers (apprise, httpx) are covered too.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+from datetime import UTC, datetime
 from typing import Final
 
-__all__ = ["REDACTED", "SecretRedactor", "configure_logging", "redactor"]
+__all__ = ["REDACTED", "JsonFormatter", "SecretRedactor", "configure_logging", "redactor"]
 
 REDACTED: Final = "***"
 _MIN_SECRET_LENGTH: Final = 4  # shorter strings would redact ordinary words
@@ -44,12 +47,34 @@ class SecretRedactor(logging.Filter):
 redactor: Final = SecretRedactor()
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Human-readable lines on stderr; quiet libraries; secrets redacted."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False)
+
+
+def _formatter(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter()
+    if os.environ.get("JOURNAL_STREAM"):
+        # journald stamps every line itself; its priority prefix sets the level colour
+        return logging.Formatter("%(levelname)s %(message)s")
+    return logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
+    """Lines on stderr (``text`` or ``json``); quiet libraries; secrets redacted."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
-    )
+    handler.setFormatter(_formatter(log_format))
     handler.addFilter(redactor)
     root = logging.getLogger()
     root.handlers[:] = [handler]

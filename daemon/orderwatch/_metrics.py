@@ -4,25 +4,72 @@ Names are a contract (dashboards and alerts are written against them):
 ``orderwatch_orders{status}``, ``orderwatch_transitions_total{from_status,to_status}``,
 ``orderwatch_poll_cycles_total``, ``orderwatch_api_requests_total{endpoint,code}``,
 ``orderwatch_last_successful_poll_timestamp_seconds``,
-``orderwatch_notifications_total{route,outcome}``, ``orderwatch_notification_queue{state}``.
-No metric carries a per-order label.
+``orderwatch_notifications_total{route,outcome}``, ``orderwatch_notification_queue{state}``,
+``orderwatch_oldest_open_order_age_seconds{status}``,
+``orderwatch_status_duration_seconds{status}``,
+``orderwatch_api_request_duration_seconds{endpoint}``, ``orderwatch_poll_cycle_duration_seconds``,
+``orderwatch_poll_requests``, ``orderwatch_build_info{version}``, ``orderwatch_lifecycle``.
+No metric carries a per-order label. ``/healthz`` is served beside ``/metrics``.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    make_wsgi_app,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from orderwatch._exceptions import OrderwatchError
-from orderwatch._models import KNOWN_STATUSES
+from orderwatch._models import FINAL_STATUSES, KNOWN_STATUSES
 
-__all__ = ["Metrics", "MetricsServer"]
+__all__ = ["LIFECYCLE_STATES", "Health", "Metrics", "MetricsServer"]
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the scrape; nothing here reads them
+
+OPEN_STATUSES = tuple(s for s in KNOWN_STATUSES if s not in FINAL_STATUSES)
+LIFECYCLE_STATES = ("starting", "syncing", "running", "stopping")
+_MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
+_STATUS_BUCKETS = (
+    _MINUTE, 5 * _MINUTE, 15 * _MINUTE, 30 * _MINUTE, _HOUR, 3 * _HOUR, 6 * _HOUR, 12 * _HOUR,
+    _DAY, 2 * _DAY, 4 * _DAY, 7 * _DAY, 14 * _DAY,
+)  # fmt: skip
+_REQUEST_BUCKETS = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+class _OldestOpenOrder(Collector):
+    """Age at scrape time of the longest-waiting open order in each status."""
+
+    def __init__(self) -> None:
+        self.since: dict[str, float] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "orderwatch_oldest_open_order_age_seconds",
+            "Seconds the longest-waiting open order has been in each status (as orderwatch saw).",
+            labels=["status"],
+        )
+        now = time.time()
+        since = dict(self.since)
+        for status in (*OPEN_STATUSES, *sorted(set(since) - set(OPEN_STATUSES))):
+            started = since.get(status)
+            family.add_metric([status], 0.0 if started is None else max(now - started, 0.0))
+        yield family
 
 
 class Metrics:
@@ -66,8 +113,51 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self.status_duration = Histogram(
+            "orderwatch_status_duration_seconds",
+            "Time an order spent in a status, observed when it left it (entry seen by orderwatch).",
+            ["status"],
+            buckets=_STATUS_BUCKETS,
+            registry=r,
+        )
+        self.api_request_duration = Histogram(
+            "orderwatch_api_request_duration_seconds",
+            "Duration of requests to the Orders API.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.poll_cycle_duration = Histogram(
+            "orderwatch_poll_cycle_duration_seconds",
+            "Duration of poll cycles.",
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 1800, 3600),
+            registry=r,
+        )
+        self.poll_requests = Histogram(
+            "orderwatch_poll_requests",
+            "Requests made by one poll cycle.",
+            buckets=_REQUEST_BUCKETS,
+            registry=r,
+        )
+        from orderwatch import __version__  # noqa: PLC0415 - the package imports this module
+
+        self.build_info = Gauge(
+            "orderwatch_build_info", "orderwatch's version; always 1.", ["version"], registry=r
+        )
+        self.build_info.labels(version=__version__).set(1)
+        self.lifecycle = Enum(
+            "orderwatch_lifecycle",
+            "What the daemon is doing: starting, syncing (first sync), running, stopping.",
+            states=list(LIFECYCLE_STATES),
+            registry=r,
+        )
+        self._oldest = _OldestOpenOrder()
+        r.register(self._oldest)
         self.set_order_counts({})
         self.set_queue({})
+
+    def set_oldest_open(self, since: Mapping[str, float]) -> None:
+        """When the longest-waiting open order of each status entered it (Unix time)."""
+        self._oldest.since = dict(since)
 
     def set_order_counts(self, counts: Mapping[str, int]) -> None:
         """Publish per-status counts; the seven documented statuses are always present."""
@@ -79,8 +169,39 @@ class Metrics:
             self.notification_queue.labels(state=state).set(counts.get(state, 0))
 
     def observe_api(self, endpoint: str, code: str, seconds: float) -> None:
-        del seconds  # the duration histogram arrives with the operations issue
         self.api_requests.labels(endpoint=endpoint, code=code).inc()
+        self.api_request_duration.labels(endpoint=endpoint).observe(seconds)
+
+
+class Health:
+    """What ``/healthz`` answers: healthy while polls succeed and the state file takes writes.
+
+    Healthy means the last successful poll is younger than three intervals, or the first sync
+    is making progress that recently; and the last write to the state file worked.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.started = time.time()
+        self.last_success: float | None = None
+        self.last_progress: float | None = None
+        self.store_error: str | None = None
+
+    def check(self, now: float | None = None) -> tuple[bool, dict[str, object]]:
+        now = time.time() if now is None else now
+        horizon = 3 * self.interval
+        body: dict[str, object] = {"last_successful_poll": self.last_success}
+        if self.store_error is not None:
+            return False, {**body, "status": "unhealthy", "reason": self.store_error}
+        if self.last_success is not None and now - self.last_success < horizon:
+            return True, {**body, "status": "ok"}
+        if self.last_progress is not None and now - self.last_progress < horizon:
+            return True, {**body, "status": "syncing"}
+        if self.last_success is None and now - self.started < horizon:
+            return True, {**body, "status": "starting"}
+        age = "never" if self.last_success is None else f"{now - self.last_success:.0f}s ago"
+        reason = f"no successful poll within {horizon:g}s (last: {age})"
+        return False, {**body, "status": "unhealthy", "reason": reason}
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -102,15 +223,23 @@ Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 class MetricsServer:
     """``GET /metrics`` on ``host:port``, served from a thread until :meth:`close`."""
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, health: Health | None = None
+    ) -> None:
         metrics_app = make_wsgi_app(registry)
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-            if environ.get("PATH_INFO") in {"/metrics", "/metrics/"}:
+            path = environ.get("PATH_INFO")
+            if path in {"/metrics", "/metrics/"}:
                 served: Iterable[bytes] = metrics_app(environ, start_response)
                 return served
+            if path == "/healthz" and health is not None:
+                ok, body = health.check()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                start_response(status, [("Content-Type", "application/json")])
+                return [json.dumps(body).encode() + b"\n"]
             start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"not found: try /metrics\n"]
+            return [b"not found: try /metrics or /healthz\n"]
 
         server_class = _Server6 if ":" in host else _Server
         try:

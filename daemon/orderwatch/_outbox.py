@@ -63,6 +63,10 @@ class Courier:
         self._wake = anyio.Event()
         self._failing: set[str] = set()
 
+    def configure(self, destinations: Sequence[Destination]) -> None:
+        """Use ``destinations`` from now on (a reload)."""
+        self._destinations = {d.key: d for d in destinations}
+
     def wake(self) -> None:
         """New deliveries were committed: look at the outbox now."""
         self._wake.set()

@@ -96,17 +96,24 @@ class Poller:
         announce_initial: bool = False,
         clock: Callable[[], float] = time.time,
         on_committed: Callable[[list[StoredEvent]], None] = lambda _: None,
+        on_page: Callable[[], None] = lambda: None,
     ) -> None:
         self._api, self._store, self._metrics = api, store, metrics
         self._destinations = list(destinations)
         self._announce_initial = announce_initial
         self._clock = clock
         self._on_committed = on_committed
+        self._on_page = on_page
         # Changes seen in the first cycle after a restart may span the time nobody watched.
         self._after_gap = store.baseline_done
         self._counts: Counter[str] = Counter(store.status_counts())
         self._unknown_to_api: set[str] = set()
         metrics.set_order_counts(self._counts)
+
+    def configure(self, destinations: Sequence[Destination], *, announce_initial: bool) -> None:
+        """Route future events to ``destinations`` (a reload); committed ones keep theirs."""
+        self._destinations = list(destinations)
+        self._announce_initial = announce_initial
 
     @property
     def open_count(self) -> int:
@@ -204,6 +211,7 @@ class Poller:
         state.seen.update(order.id for order in page.orders)
         state.learned += sum(isinstance(change, NewOrder) for change in changes)
         self._commit(sightings, changes, known, report, announce_new=announce_new)
+        self._on_page()
 
     def _flush_deferred(self, state: _CycleState) -> None:
         """Give the new orders seen before the arrivals counter was known their anchors."""
@@ -264,6 +272,10 @@ class Poller:
                 self._metrics.transitions.labels(
                     from_status=change.previous_status, to_status=change.order.status
                 ).inc()
+                if change.previous.since_exact:  # only a stay whose start orderwatch saw
+                    self._metrics.status_duration.labels(status=change.previous_status).observe(
+                        now - change.previous.status_since
+                    )
         for item in stored:
             log.info("%s", title_for(item.event))
         report.events += len(stored)

@@ -1,7 +1,13 @@
 """The daemon: the poll loop, the courier and the metrics listener in one anyio task group.
 
-SIGTERM or SIGINT stops it: no new cycle or send starts, sends already under way finish and are
-recorded, the state file is closed, and :func:`run_service` returns.
+- SIGTERM or SIGINT stops it: no new cycle or send starts, sends already under way finish and
+  are recorded, the state file is closed, and :meth:`Service.run` returns.
+- SIGHUP reloads routes, ``notify.initial`` and poll settings from the same file, keeping state
+  and pending deliveries; an invalid file is rejected with its reasons logged, and the running
+  configuration stays. Changes to ``[api]``, ``[state]``, ``[metrics]`` and ``[log]`` need a
+  restart (said in the log).
+- Under systemd it speaks sd_notify: ``READY=1`` once the first cycle has finished, ``STATUS=``
+  after each cycle, ``WATCHDOG=1`` from the poll loop itself, ``RELOADING=1``, ``STOPPING=1``.
 """
 
 from __future__ import annotations
@@ -11,30 +17,38 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Final
 
 import anyio
 import httpx
 import stamina.instrumentation
 
 from orderwatch._client import OrdersApi, RetryPolicy
-from orderwatch._exceptions import ApiError, CredentialsError
+from orderwatch._exceptions import ApiError, ConfigError, CredentialsError, StateError
 from orderwatch._logging import redactor
-from orderwatch._metrics import Metrics, MetricsServer
+from orderwatch._metrics import Health, Metrics, MetricsServer
 from orderwatch._outbox import Courier
 from orderwatch._poller import Poller
-from orderwatch._settings import Settings
+from orderwatch._settings import Settings, load_settings
 from orderwatch._sinks import destinations_for, secrets_in
 from orderwatch._store import Store
+from orderwatch._systemd import SystemdNotifier
 
-__all__ = ["ServiceOptions", "run_service"]
+__all__ = ["Service", "ServiceOptions", "run_service"]
 
 log = logging.getLogger("orderwatch")
+
+_MAX_NAP: Final = 5.0  # the loop wakes at least this often while it waits (watchdog, reload)
+_RESTART_SECTIONS: Final = ("api", "state", "metrics", "log")
 
 
 @dataclass(frozen=True, slots=True)
 class ServiceOptions:
     """Knobs for embedding the daemon (the demo, tests); the defaults are the daemon's."""
 
+    config_path: Path | None = None
     transport: httpx.AsyncBaseTransport | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     handle_signals: bool = True
@@ -42,96 +56,203 @@ class ServiceOptions:
 
 
 async def run_service(settings: Settings, options: ServiceOptions | None = None) -> None:
-    """Run the daemon until a signal (or cancellation) stops it.
+    """Run the daemon until a signal (or cancellation) stops it. See :class:`Service`."""
+    await Service(settings, options or ServiceOptions()).run()
 
-    Raises :class:`~orderwatch.OrderwatchError` for what it cannot run with (an unusable state
-    file, a metrics port in use); everything upstream is logged and retried instead.
+
+class Service:
+    """One running daemon.
+
+    :meth:`run` raises :class:`~orderwatch.OrderwatchError` for what it cannot run with (an
+    unusable state file, a metrics port in use); everything upstream is logged and retried.
     """
-    options = options or ServiceOptions()
-    stamina.instrumentation.set_on_retry_hooks([])  # the client logs retries once per streak
-    destinations = destinations_for(settings.notify.routes)
-    api_secrets = (settings.api.client_secret, settings.api.token)
-    redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
-    redactor.add(*secrets_in(destinations))
 
-    store = Store.open(settings.state.path)
-    metrics = Metrics()
-    server = None
-    try:
-        if settings.metrics.address is not None:
-            server = MetricsServer(*settings.metrics.address, metrics.registry)
-            options.on_metrics_port(server.port)
-            log.info("metrics on http://%s:%d/metrics", settings.metrics.address[0], server.port)
-        async with OrdersApi(
-            settings.api,
-            transport=options.transport,
-            retry=options.retry,
-            observe=metrics.observe_api,
-            on_secret=redactor.add,
-        ) as api:
-            courier = Courier(store, destinations, metrics)
-            poller = Poller(
-                api,
-                store,
-                destinations,
-                metrics,
-                announce_initial=settings.notify.initial,
-                on_committed=lambda _: courier.wake(),
+    def __init__(self, settings: Settings, options: ServiceOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.notifier = SystemdNotifier()
+        self.metrics = Metrics()
+        self.health = Health(settings.poll.interval)
+        self._last_poll = "not yet"
+
+    async def run(self) -> None:
+        settings, options = self.settings, self.options
+        stamina.instrumentation.set_on_retry_hooks([])  # the client logs retries once per streak
+        destinations = destinations_for(settings.notify.routes)
+        api_secrets = (settings.api.client_secret, settings.api.token)
+        redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
+        redactor.add(*secrets_in(destinations))
+        self.metrics.lifecycle.state("starting")
+
+        store = Store.open(settings.state.path)
+        server = None
+        try:
+            if settings.metrics.address is not None:
+                host, port = settings.metrics.address
+                server = MetricsServer(host, port, self.metrics.registry, self.health)
+                options.on_metrics_port(server.port)
+                log.info("metrics on http://%s:%d/metrics", host, server.port)
+                if host not in {"127.0.0.1", "localhost", "::1"}:
+                    log.warning("metrics: listening on %s, reachable beyond this machine", host)
+            async with OrdersApi(
+                settings.api,
+                transport=options.transport,
+                retry=options.retry,
+                observe=self._observe_api,
+                on_secret=redactor.add,
+            ) as api:
+                self.api, self.store = api, store
+                self.courier = Courier(store, destinations, self.metrics)
+                self.poller = Poller(
+                    api,
+                    store,
+                    destinations,
+                    self.metrics,
+                    announce_initial=settings.notify.initial,
+                    on_committed=lambda _: self.courier.wake(),
+                    on_page=self._on_page,
+                )
+                log.info(
+                    "orderwatch started: watching %s every %gs, %d destinations, state %s",
+                    settings.api.base_url,
+                    settings.poll.interval,
+                    len(destinations),
+                    settings.state.path,
+                )
+                async with anyio.create_task_group() as group:
+                    if options.handle_signals:
+                        group.start_soon(self._handle_signals, group.cancel_scope)
+                    group.start_soon(self.courier.run)
+                    group.start_soon(self._poll_forever)
+        finally:
+            self.metrics.lifecycle.state("stopping")
+            self.notifier.stopping()
+            if server is not None:
+                server.close()
+            store.close()
+            log.info("orderwatch stopped")
+
+    # -- the poll loop ----------------------------------------------------------------------
+
+    def _observe_api(self, endpoint: str, code: str, seconds: float) -> None:
+        self.metrics.observe_api(endpoint, code, seconds)
+        self.notifier.watchdog()  # every answered request is the loop making progress
+
+    def _on_page(self) -> None:
+        self.health.last_progress = time.time()
+        self.notifier.watchdog()
+
+    async def _poll_forever(self) -> None:
+        failing: str | None = None
+        first = True
+        while True:
+            started = anyio.current_time()
+            requests_before = self.api.requests_made
+            self.metrics.lifecycle.state("running" if self.store.baseline_done else "syncing")
+            outcome = "ok"
+            try:
+                report = await self.poller.cycle()
+            except StateError as error:
+                self.health.store_error = str(error)
+                raise
+            except ApiError as error:
+                outcome = "failed"
+                if failing != str(error):
+                    if isinstance(error, CredentialsError):
+                        log.error("%s", error)  # noqa: TRY400 - the message is the whole story
+                    else:
+                        log.warning("poll failed: %s; trying again next cycle", error)
+                failing = str(error)
+            else:
+                if failing is not None:
+                    log.info("poll succeeded again")
+                failing = None
+                now = time.time()
+                self.health.last_success = now
+                self.metrics.last_successful_poll.set(now)
+                self.metrics.lifecycle.state("running")
+                log.log(
+                    logging.INFO if report.events else logging.DEBUG,
+                    "poll: %d requests, %d new orders, %d transitions, %d open",
+                    report.requests,
+                    report.new_orders,
+                    report.transitions,
+                    self.poller.open_count,
+                )
+            self.metrics.poll_cycles.inc()
+            self.metrics.poll_cycle_duration.observe(anyio.current_time() - started)
+            self.metrics.poll_requests.observe(self.api.requests_made - requests_before)
+            self.metrics.set_oldest_open(self.store.oldest_open_since())
+            queue = self.store.queue_counts()
+            self.metrics.set_queue(queue)
+            self._last_poll = f"{datetime.now().astimezone():%H:%M:%S} {outcome}"
+            status = self._status_line(queue["pending"])
+            if first:
+                self.notifier.ready(status)
+                first = False
+            else:
+                self.notifier.status(status)
+            await self._wait_for_next_cycle(started)
+
+    def _status_line(self, pending: int) -> str:
+        return (
+            f"tracking {self.poller.open_count} open orders; last poll {self._last_poll}; "
+            f"{pending} deliveries pending"
+        )
+
+    async def _wait_for_next_cycle(self, started: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            remaining = started + self.settings.poll.interval - anyio.current_time()
+            if remaining <= 0:
+                return
+            nap = min(remaining, _MAX_NAP, self.notifier.watchdog_interval or _MAX_NAP)
+            await anyio.sleep(nap)
+
+    # -- signals ----------------------------------------------------------------------------
+
+    async def _handle_signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    self.reload()
+                    continue
+                log.info("%s received: stopping", signal.Signals(signum).name)
+                self.metrics.lifecycle.state("stopping")
+                self.notifier.stopping()
+                scope.cancel()
+                return
+
+    def reload(self) -> None:
+        """Apply routes, ``notify.initial`` and poll settings from the config file again."""
+        path = self.options.config_path
+        if path is None:
+            log.warning("reload: no configuration file to read again")
+            return
+        self.notifier.reloading()
+        try:
+            new = load_settings(path)
+        except ConfigError as error:
+            for problem in error.problems:
+                log.error("reload rejected: %s", problem)  # noqa: TRY400 - no traceback wanted
+            log.error("reload rejected: the running configuration stays")  # noqa: TRY400
+        else:
+            destinations = destinations_for(new.notify.routes)
+            redactor.add(*secrets_in(destinations))
+            self.poller.configure(destinations, announce_initial=new.notify.initial)
+            self.courier.configure(destinations)
+            self.health.interval = new.poll.interval
+            stale = [n for n in _RESTART_SECTIONS if getattr(new, n) != getattr(self.settings, n)]
+            self.settings = self.settings.model_copy(
+                update={"notify": new.notify, "poll": new.poll}
             )
             log.info(
-                "orderwatch started: watching %s every %gs, %d destinations, state %s",
-                settings.api.base_url,
-                settings.poll.interval,
+                "configuration reloaded: %d routes, %d destinations, every %gs",
+                len(new.notify.routes),
                 len(destinations),
-                settings.state.path,
+                new.poll.interval,
             )
-            async with anyio.create_task_group() as group:
-                if options.handle_signals:
-                    group.start_soon(_stop_on_signal, group.cancel_scope)
-                group.start_soon(courier.run)
-                group.start_soon(_poll_forever, poller, metrics, store, settings.poll.interval)
-    finally:
-        if server is not None:
-            server.close()
-        store.close()
-        log.info("orderwatch stopped")
-
-
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("%s received: stopping", signal.Signals(signum).name)
-            scope.cancel()
-            return
-
-
-async def _poll_forever(poller: Poller, metrics: Metrics, store: Store, interval: float) -> None:
-    failing: str | None = None
-    while True:
-        started = anyio.current_time()
-        try:
-            report = await poller.cycle()
-        except CredentialsError as error:
-            if failing != str(error):
-                log.error("%s", error)  # noqa: TRY400 - the message is the whole story
-            failing = str(error)
-        except ApiError as error:
-            if failing != str(error):
-                log.warning("poll failed: %s; trying again next cycle", error)
-            failing = str(error)
-        else:
-            if failing is not None:
-                log.info("poll succeeded again")
-            failing = None
-            metrics.last_successful_poll.set(time.time())
-            log.log(
-                logging.INFO if report.events else logging.DEBUG,
-                "poll: %d requests, %d new orders, %d transitions, %d open",
-                report.requests,
-                report.new_orders,
-                report.transitions,
-                poller.open_count,
-            )
-        metrics.poll_cycles.inc()
-        metrics.set_queue(store.queue_counts())
-        await anyio.sleep(max(0.0, started + interval - anyio.current_time()))
+            if stale:
+                log.warning("reload: changes to [%s] take effect at restart", "], [".join(stale))
+        finally:
+            self.notifier.ready(self._status_line(self.store.queue_counts()["pending"]))

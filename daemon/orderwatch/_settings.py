@@ -11,12 +11,13 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import httpx
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -32,7 +33,9 @@ from orderwatch._models import KNOWN_STATUSES, canonical_status
 from orderwatch._sinks import apprise_problem
 
 __all__ = [
+    "CREDENTIAL_PREFIX",
     "ApiSettings",
+    "LogSettings",
     "MetricsSettings",
     "NotifySettings",
     "PollSettings",
@@ -45,6 +48,40 @@ __all__ = [
 ]
 
 CONFIG_ENV: Final = "ORDERWATCH_CONFIG"
+CREDENTIAL_PREFIX: Final = "credential:"
+
+
+def _credential(value: object) -> object:
+    """``"credential:NAME"`` → the contents of ``$CREDENTIALS_DIRECTORY/NAME`` (systemd's
+    ``LoadCredential=``), so that no secret sits in the file or the environment."""
+    if not isinstance(value, str) or not value.startswith(CREDENTIAL_PREFIX):
+        return value
+    name = value.removeprefix(CREDENTIAL_PREFIX).strip()
+    if not name or "/" in name or name in {".", ".."}:
+        raise PydanticCustomError("credential", "a credential name must be a plain file name")
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        raise PydanticCustomError(
+            "credential",
+            "names credential '{name}' but $CREDENTIALS_DIRECTORY is not set "
+            "(systemd's LoadCredential= sets it)",
+            {"name": name},
+        )
+    try:
+        text = (Path(directory) / name).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise PydanticCustomError(
+            "credential",
+            "cannot read credential '{name}' from $CREDENTIALS_DIRECTORY: {reason}",
+            {"name": name, "reason": reason},
+        ) from None
+    if not text:
+        raise PydanticCustomError("credential", "credential '{name}' is empty", {"name": name})
+    return text
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_credential)]
 
 
 def default_state_path() -> Path:
@@ -60,8 +97,8 @@ class _Section(BaseModel):
 class ApiSettings(_Section):
     base_url: str
     client_id: str | None = None
-    client_secret: SecretStr | None = None
-    token: SecretStr | None = None
+    client_secret: Secret | None = None
+    token: Secret | None = None
     timeout: float = Field(default=10.0, gt=0)
     max_rps: float = Field(default=5.0, gt=0)
 
@@ -138,7 +175,7 @@ def _apprise_url(value: str) -> str:
 
 
 Status = Annotated[str, AfterValidator(_known_status)]
-AppriseUrl = Annotated[str, AfterValidator(_apprise_url)]
+AppriseUrl = Annotated[str, BeforeValidator(_credential), AfterValidator(_apprise_url)]
 
 
 class RouteSettings(_Section):
@@ -163,6 +200,11 @@ class NotifySettings(_Section):
         return routes
 
 
+class LogSettings(_Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -178,6 +220,7 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -280,6 +280,14 @@ class Store:
         )
         return [_known(row) for row in rows]
 
+    def oldest_open_since(self) -> dict[str, float]:
+        """For each open status, when its longest-waiting order entered it."""
+        rows = self._query(
+            "SELECT status, min(status_since) AS since FROM orders WHERE is_final = 0 "
+            "GROUP BY status"
+        )
+        return {row["status"]: row["since"] for row in rows}
+
     def status_counts(self) -> dict[str, int]:
         rows = self._query("SELECT status, count(*) AS n FROM orders GROUP BY status")
         return {row["status"]: row["n"] for row in rows}
