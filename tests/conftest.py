@@ -93,6 +93,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str =
     pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
+def tool(name: str, package: str) -> str:
+    """The path of an external checker; skipped with a reason where it is not installed,
+    failed instead under CI (``ORDERWATCH_REQUIRE_TOOLS=1``, set by ``.ci/run``)."""
+    import shutil
+
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found:
+        return found
+    if os.environ.get("ORDERWATCH_REQUIRE_TOOLS"):
+        pytest.fail(f"{name} is required (ORDERWATCH_REQUIRE_TOOLS is set) but not installed")
+    pytest.skip(f"{name} is not installed (apt-get install {package}); .ci/run installs it")
+
+
 def write_config(path: Path, **sections: dict[str, Any]) -> Path:
     """Write a TOML config from nested dicts (values: str, bool, number, list of str)."""
 
@@ -124,10 +137,12 @@ class Daemon:
     config: Path
     log_path: Path
     args: tuple[str, ...] = ()
+    extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Daemon:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERWATCH_")}
+        env.update(self.extra_env)
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [
@@ -152,6 +167,10 @@ class Daemon:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
 
     def terminate(self, timeout: float = 10.0) -> int:
         assert self.proc is not None

@@ -253,3 +253,49 @@ def test_random_invalid_configs_give_clean_errors_naming_a_key(
             assert ": " in problem
             assert "\n" not in problem
             assert "Traceback" not in problem
+
+
+def test_secrets_can_come_from_systemd_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "client_secret").write_text("from-credential\n")
+    (creds / "hook").write_text("json://127.0.0.1:9/secret-path")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    text = VALID.replace('"s3cret-value"', '"credential:client_secret"').replace(
+        '"json://127.0.0.1:9/hook"', '"credential:hook"'
+    )
+    settings = load_settings(write(tmp_path, text))
+    assert settings.api.client_secret is not None
+    assert settings.api.client_secret.get_secret_value() == "from-credential"
+    assert settings.notify.routes[0].urls[0] == "json://127.0.0.1:9/secret-path"
+
+
+def test_a_missing_credential_is_named_by_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = VALID.replace('"s3cret-value"', '"credential:client_secret"')
+    assert problems(tmp_path, text) == [
+        (
+            "api.client_secret: names credential 'client_secret' but $CREDENTIALS_DIRECTORY is not "
+            "set (systemd's LoadCredential= sets it)"
+        )
+    ]
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert problems(tmp_path, text) == [
+        (
+            "api.client_secret: cannot read credential 'client_secret' from $CREDENTIALS_DIRECTORY: "
+            "No such file or directory"
+        )
+    ]
+    bad_name = VALID.replace('"s3cret-value"', '"credential:../etc/passwd"')
+    assert problems(tmp_path, bad_name) == [
+        "api.client_secret: a credential name must be a plain file name"
+    ]
+
+
+def test_the_log_section_is_validated(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, VALID + '[log]\nformat = "json"\n')).log.format == "json"
+    [problem] = problems(tmp_path, VALID + '[log]\nformat = "xml"\n')
+    assert problem.startswith("log.format: ")
