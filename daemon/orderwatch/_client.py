@@ -38,7 +38,7 @@ log = logging.getLogger("orderwatch.api")
 
 T = TypeVar("T")
 Observe = Callable[[str, str, float], None]  # endpoint, code, seconds
-_MAX_RETRY_AFTER: Final = 3600.0
+_MAX_RETRY_AFTER: Final = 300.0  # longer waits would outlast the systemd watchdog (10 min)
 
 
 @dataclass(frozen=True, slots=True)
