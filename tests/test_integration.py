@@ -24,6 +24,7 @@ from .conftest import Daemon, Receiver, wait_until, write_config
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 SECRET = "cs-9f2b7e4d1a-very-secret"
+ONE_BY_ONE = {"group_wait": 0, "digest_threshold": 1000}  # no digests: one message per event
 URL_PASSWORD = "pw-77c1e0b9-hook-secret"
 
 
@@ -41,7 +42,7 @@ def config_for(tmp_path: Path, sandbox: Sandbox, receiver: Receiver, **api: obje
         poll={"interval": 0.3},
         state={"path": str(tmp_path / "state.db")},
         metrics={"listen": "127.0.0.1:0"},
-        notify={"routes": [{"name": "hook", "urls": [receiver.url]}]},
+        notify={"routes": [{"name": "hook", "urls": [receiver.url], **ONE_BY_ONE}]},
     )
 
 
@@ -189,13 +190,13 @@ def test_no_secret_reaches_logs_metrics_or_notifications(
             metrics={"listen": "127.0.0.1:0"},
             notify={
                 "initial": True,
-                "routes": [{"name": "hook", "urls": [secret_url, failing_url]}],
+                "routes": [{"name": "hook", "urls": [secret_url, failing_url], "group_wait": 0.5}],
             },
         )
         daemon = Daemon(config, tmp_path / "daemon.log", args=("--log-level", "DEBUG")).start()
         try:
             scrape_url = metrics_url(daemon)
-            wait_until(lambda: len(receiver.titles()) >= 30, what="the initial announcements")
+            wait_until(lambda: "30 new orders" in receiver.titles(), what="the initial digest")
             time.sleep(2.5)  # a token expiry and refresh
             sandbox.step(3)
             time.sleep(1)

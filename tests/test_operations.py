@@ -121,7 +121,11 @@ def daemon_config(tmp_path: Path, sandbox: Sandbox, receiver: Receiver, **poll: 
         poll={"interval": 0.5, **poll},
         state={"path": str(tmp_path / "state.db")},
         metrics={"listen": "127.0.0.1:0"},
-        notify={"routes": [{"name": "hook", "urls": [receiver.url]}]},
+        notify={
+            "routes": [
+                {"name": "hook", "urls": [receiver.url], "group_wait": 0, "digest_threshold": 1000}
+            ]
+        },
     )
 
 
@@ -409,7 +413,8 @@ def test_sighup_reloads_routes_and_rejects_an_invalid_file_keeping_the_running_o
     config.write_text(original.replace("urls = [", 'statuses = ["Cancelled"]\nurls = ['))
     daemon.signal(signal.SIGHUP)
     wait_until(
-        lambda: "configuration reloaded: 1 routes, 1 destinations" in daemon.log(), what="reload"
+        lambda: "configuration reloaded: 1 routes, 0 webhooks, 1 destinations" in daemon.log(),
+        what="reload",
     )
     quiet = sandbox.world.add_order()
     target = sandbox.world.open_ids[0]

@@ -1,4 +1,5 @@
-"""The ``orderwatch`` command: run, check-config, notify-test, status, sandbox, demo.
+"""The ``orderwatch`` command: run, check-config, health, notify-test, routes explain, outbox,
+status, sandbox, demo.
 
 Every failure a user can cause ends in one line naming the cause and a non-zero exit: 2 for an
 invalid configuration, 1 for anything else. Never a traceback.
@@ -86,6 +87,49 @@ def _parser() -> argparse.ArgumentParser:
         description="Send one test message to every destination of every route, print each "
         "(credentials masked) with its outcome; exit 1 if any failed.",
     )
+    routes = commands.add_parser(
+        "routes",
+        help="inspect routing: 'routes explain' shows who would get an event",
+        description="Inspect routing without sending anything.",
+    )
+    routes_commands = routes.add_subparsers(dest="routes_command", required=True, metavar="ACTION")
+    explain = routes_commands.add_parser(
+        "explain",
+        parents=[common],
+        help="which routes and webhooks would receive such an event, and what each would get",
+        description="Print which routes and webhooks would receive an event with this status "
+        "(and previous status, and type), and the message each would get. Sends nothing.",
+    )
+    explain.add_argument("--status", required=True, help="the event's (new) status")
+    explain.add_argument("--from", dest="from_status", help="the previous status")
+    explain.add_argument(
+        "--event",
+        choices=["created", "status_changed", "stuck"],
+        help="the event type (default: status_changed with --from, else created)",
+    )
+
+    outbox = commands.add_parser(
+        "outbox",
+        help="list, retry or drop pending and dead deliveries",
+        description="Work on the outbox in the state file (the daemon may be running).",
+    )
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    for action, text in (
+        ("list", "show pending and dead deliveries"),
+        ("retry", "make deliveries due now, their age limit starting again"),
+        ("drop", "delete deliveries (their events stay in the history)"),
+    ):
+        sub = outbox_commands.add_parser(action, parents=[common], help=text, description=text)
+        sub.add_argument(
+            "--state", metavar="PATH", help="the state file (default: from the config)"
+        )
+        sub.add_argument("--event", metavar="ID", help="only this event id")
+        sub.add_argument("--route", metavar="NAME", help="only this route or webhook")
+        if action == "list":
+            sub.add_argument("--dead", action="store_true", help="only dead letters")
+        else:
+            sub.add_argument("--all", action="store_true", help="every pending and dead delivery")
+
     status = commands.add_parser(
         "status",
         parents=[common],
@@ -179,17 +223,28 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 def _cmd_notify_test(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from orderwatch._sinks import destinations_for, send  # noqa: PLC0415
+    from orderwatch._sinks import Destination, destinations_for, send  # noqa: PLC0415
+    from orderwatch._webhooks import WebhookSender, test_payload  # noqa: PLC0415
 
-    destinations = destinations_for(settings.notify.routes)
+    destinations = destinations_for(settings.notify)
     if not destinations:
-        print("notify.routes: no routes configured, nothing to test", file=sys.stderr)
+        print("notify: no routes or webhooks configured, nothing to test", file=sys.stderr)
         return EXIT_FAILURE
     title = "orderwatch: test message"
     body = "If you can read this, orderwatch can reach this destination."
 
+    async def send_one(webhooks: WebhookSender, destination: Destination) -> str | None:
+        if destination.kind == "webhook":
+            event_id, payload = test_payload()
+            return (await webhooks.send(destination, payload, event_id)).error
+        return await send(destination, title, body)
+
     async def send_all() -> list[str | None]:
-        return [await send(d, title, body) for d in destinations]
+        webhooks = WebhookSender()
+        try:
+            return [await send_one(webhooks, d) for d in destinations]
+        finally:
+            await webhooks.aclose()
 
     results = anyio.run(send_all)
     for destination, error in zip(destinations, results, strict=True):
@@ -199,22 +254,78 @@ def _cmd_notify_test(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if any(results) else 0
 
 
-def _when(timestamp: float | None) -> str:
+def _cmd_routes(args: argparse.Namespace) -> int:
+    from orderwatch._explain import explain  # noqa: PLC0415
+
+    settings = _settings(args)
+    kind = args.event or ("status_changed" if args.from_status else "created")
+    print(explain(settings, status=args.status, previous=args.from_status, kind=kind))
+    return 0
+
+
+def _state_path(args: argparse.Namespace) -> Path:
+    if getattr(args, "state", None):
+        return Path(args.state)
+    if config_path(getattr(args, "config", None)) is not None:
+        return _settings(args).state.path
+    return default_state_path()
+
+
+def _cmd_outbox(args: argparse.Namespace) -> int:
+    from orderwatch._messages import title_for  # noqa: PLC0415
+    from orderwatch._store import Store  # noqa: PLC0415
+
+    action = args.outbox_command
+    if action != "list" and not (args.event or args.route or args.all):
+        raise OrderwatchError(f"outbox {action}: say which deliveries: --event, --route or --all")
+    store = Store.open(_state_path(args), readonly=action == "list")
+    try:
+        if action == "list":
+            states = ("dead",) if args.dead else ("pending", "dead")
+            rows = [
+                d
+                for d in store.deliveries(states)
+                if (args.event is None or d.stored.id == args.event)
+                and (args.route is None or d.route == args.route)
+            ]
+            for d in rows:
+                when = (
+                    f"next try {_when(d.next_attempt_at, future=True)}"
+                    if d.state == "pending"
+                    else "dead"
+                )
+                error = f" — {d.last_error}" if d.last_error else ""
+                print(
+                    f"{d.stored.id}  {d.state:<7} {d.route:<16} tries {d.attempts:<3} {when}  "
+                    f"{title_for(d.stored.event)}{error}"
+                )
+            print(f"{len(rows)} deliveries")
+            return 0
+        if action == "retry":
+            count = store.requeue(event_id=args.event, route=args.route, now=time.time())
+            print(f"{count} deliveries due now (a running daemon sends them within a minute)")
+        else:
+            count = store.drop(event_id=args.event, route=args.route)
+            print(f"{count} deliveries dropped")
+    finally:
+        store.close()
+    return 0
+
+
+def _when(timestamp: float | None, *, future: bool = False) -> str:
     if timestamp is None:
         return "never"
     stamp = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if future:
+        ahead = timestamp - time.time()
+        return f"{stamp} (in {format_duration(ahead)})" if ahead > 0 else f"{stamp} (due)"
     return f"{stamp} ({format_duration(time.time() - timestamp)} ago)"
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from orderwatch._store import Store  # noqa: PLC0415
 
-    if args.state:
-        path = Path(args.state)
-    elif config_path(getattr(args, "config", None)) is not None:
-        path = _settings(args).state.path
-    else:
-        path = default_state_path()
+    path = _state_path(args)
     store = Store.open(path, readonly=True)
     try:
         counts = store.status_counts()
@@ -240,6 +351,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
             print(f"  … and {len(open_orders) - args.limit} more (--limit N shows more)")
         queue = store.queue_counts()
         print(f"deliveries: {queue['pending']} pending, {queue['dead']} dead")
+        for name, reason, disabled_at in store.disabled_webhooks().values():
+            print(f"webhook {name}: {reason} (since {_when(disabled_at)})")
     finally:
         store.close()
     return 0
@@ -292,6 +405,8 @@ _COMMANDS = {
     "run": _cmd_run,
     "check-config": _cmd_check_config,
     "health": _cmd_health,
+    "routes": _cmd_routes,
+    "outbox": _cmd_outbox,
     "notify-test": _cmd_notify_test,
     "status": _cmd_status,
     "sandbox": _cmd_sandbox,

@@ -43,7 +43,16 @@ def run_demo(*, seed: int = 1, metrics_port: int = 9464) -> int:
                 "poll": {"interval": 2},
                 "state": {"path": str(Path(tmp) / "orderwatch.db")},
                 "metrics": {"listen": f"127.0.0.1:{port}"},
-                "notify": {"routes": [{"name": "terminal", "urls": ["console://"]}]},
+                "notify": {
+                    "routes": [
+                        {
+                            "name": "terminal",
+                            "urls": ["console://"],
+                            "group_wait": 1,
+                            "digest_threshold": 8,
+                        }
+                    ]
+                },
             }
         )
 

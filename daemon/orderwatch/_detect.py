@@ -28,7 +28,7 @@ __all__ = [
     "events_for",
 ]
 
-EventKind = Literal["created", "status_changed"]
+EventKind = Literal["created", "status_changed", "stuck"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,8 @@ class KnownOrder:
     status_since: float
     since_exact: bool
     anchor: int | None
+    stuck_alerts: int = 0
+    stuck_last: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,9 @@ class Event:
     """Something to announce. ``previous_since`` is when the previous status was first seen.
 
     ``after_gap`` marks a change observed across a stop of the daemon: statuses the order went
-    through while nobody watched may be missing.
+    through while nobody watched may be missing. ``resolves_stuck``: a transition out of a
+    status the order had been reported stuck in. For a ``stuck`` event ``previous_since`` is
+    when the order entered its current status and ``reminder`` counts the alerts before it.
     """
 
     kind: EventKind
@@ -83,6 +87,8 @@ class Event:
     previous_since_exact: bool
     detected_at: float
     after_gap: bool
+    resolves_stuck: bool = False
+    reminder: int = 0
 
 
 def detect_changes(known: Mapping[str, KnownOrder], observed: Iterable[Order]) -> list[Change]:
@@ -124,6 +130,7 @@ def events_for(
                     previous_since_exact=change.previous.since_exact,
                     detected_at=now,
                     after_gap=after_gap,
+                    resolves_stuck=change.previous.stuck_alerts > 0,
                 )
             )
         elif announce_new:

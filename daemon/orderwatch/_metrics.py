@@ -113,6 +113,12 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self.notification_latency = Histogram(
+            "orderwatch_notification_latency_seconds",
+            "Time from detecting a change to a destination accepting its notification.",
+            buckets=(0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 900, 3600, 4 * 3600, 24 * 3600),
+            registry=r,
+        )
         self.status_duration = Histogram(
             "orderwatch_status_duration_seconds",
             "Time an order spent in a status, observed when it left it (entry seen by orderwatch).",

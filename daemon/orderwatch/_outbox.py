@@ -1,12 +1,20 @@
 """The outbox courier: delivers pending deliveries, retries failures, gives up on stale ones.
 
-Retry rules, all here: a failed delivery is tried again after an exponential backoff with
-jitter (about 2 s, 4 s, 8 s … capped at one hour) until its event is older than ``max_age``
-(24 h by default: a stale alert is noise); then it is a dead letter, logged and counted.
-Deliveries to one destination go out in the order their events were detected, so a failing
-destination holds back only its own queue; the others go on.
-A delivery is marked sent only after apprise reported success; a send that has started is
-finished and recorded even during shutdown.
+Rules, all here:
+
+- Each destination has its own worker and queue, in the order events were detected, so a
+  failing or slow destination holds back only itself.
+- A route's queue goes out once its oldest delivery is due (``group_wait`` after detection, or
+  the end of quiet hours for a held one): more than ``digest_threshold`` waiting, or any held,
+  become one digest; otherwise one message each, never more than one a second per route.
+  Webhooks get one POST per event.
+- A failure is tried again after an exponential backoff with jitter (about 2 s, 4 s, 8 s …
+  capped at one hour) or after the destination's ``Retry-After``, until the delivery is older
+  than its age limit (``notify.max_age`` for routes, 72 h for webhooks): then it is a dead
+  letter, logged and counted. A webhook answering 410 Gone is disabled until its configuration
+  changes.
+- A delivery is marked sent only after the destination accepted it; a send that has started is
+  finished and recorded even during shutdown.
 """
 
 from __future__ import annotations
@@ -20,20 +28,21 @@ from typing import Final
 
 import anyio
 
-from orderwatch._messages import render
 from orderwatch._metrics import Metrics
+from orderwatch._ratelimit import RateLimiter
 from orderwatch._sinks import Destination, send
 from orderwatch._store import Delivery, Store
+from orderwatch._webhooks import SendOutcome, WebhookSender, payload
 
-__all__ = ["Courier", "retry_delay"]
+__all__ = ["Courier", "due_batch", "retry_delay"]
 
 log = logging.getLogger("orderwatch.notify")
 
-DEFAULT_MAX_AGE: Final = 24 * 3600.0
 _MAX_DELAY: Final = 3600.0
 _IDLE_CHECK: Final = 60.0
+_ROUTE_RATE: Final = 1.0  # messages a second a route may send (Slack's limit)
 
-Send = Callable[[Destination, str, str], Awaitable[str | None]]
+SendApprise = Callable[[Destination, str, str], Awaitable[str | None]]
 
 
 def retry_delay(attempts: int, rng: random.Random) -> float:
@@ -42,8 +51,18 @@ def retry_delay(attempts: int, rng: random.Random) -> float:
     return base * rng.uniform(0.5, 1.0)
 
 
+def due_batch(queue: Sequence[Delivery], now: float) -> list[Delivery]:
+    """What a destination's queue may send ``now``: nothing until its oldest waiting delivery is
+    due, then everything waiting. A held delivery (quiet hours) waits for its own time without
+    holding back those behind it (urgent ones)."""
+    waiting = [d for d in queue if not (d.held and d.next_attempt_at > now)]
+    if not waiting or waiting[0].next_attempt_at > now:
+        return []
+    return waiting
+
+
 class Courier:
-    """Delivers what the store holds pending, in a loop woken by :meth:`wake`."""
+    """Delivers what the store holds pending: one worker per destination, woken by :meth:`wake`."""
 
     def __init__(
         self,
@@ -51,17 +70,22 @@ class Courier:
         destinations: Sequence[Destination],
         metrics: Metrics,
         *,
-        max_age: float = DEFAULT_MAX_AGE,
         clock: Callable[[], float] = time.time,
-        sender: Send = send,
+        sender: SendApprise = send,
+        webhooks: WebhookSender | None = None,
         rng: random.Random | None = None,
+        disabled: set[str] | None = None,
     ) -> None:
         self._store, self._metrics = store, metrics
         self._destinations = {d.key: d for d in destinations}
-        self._max_age, self._clock, self._send = max_age, clock, sender
+        self._clock, self._send = clock, sender
+        self._webhooks = webhooks
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.disabled = disabled if disabled is not None else set()
         self._wake = anyio.Event()
         self._failing: set[str] = set()
+        self._pace: dict[str, RateLimiter] = {}
+        self._workers: set[str] = set()
 
     def configure(self, destinations: Sequence[Destination]) -> None:
         """Use ``destinations`` from now on (a reload)."""
@@ -72,78 +96,137 @@ class Courier:
         self._wake.set()
 
     async def run(self) -> None:
-        """Deliver forever; sleeps until woken or until the next retry is due.
-
-        What was pending when the daemon stopped is tried at once on start.
-        """
+        """Deliver forever. What was pending when the daemon stopped is tried at once."""
         self._store.make_pending_due(self._clock())
-        while True:
-            next_due = await self.deliver_due()
-            wait = _IDLE_CHECK if next_due is None else max(0.0, next_due - self._clock())
-            with anyio.move_on_after(min(wait, _IDLE_CHECK)):
-                await self._wake.wait()
-            self._wake = anyio.Event()
+        async with anyio.create_task_group() as group:
+            while True:
+                for key in self._store.pending_destinations():
+                    if key not in self._workers:
+                        self._workers.add(key)
+                        group.start_soon(self._worker, key)
+                self._metrics.set_queue(self._store.queue_counts())
+                with anyio.move_on_after(_IDLE_CHECK):
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+
+    async def _worker(self, key: str) -> None:
+        try:
+            while True:
+                queue = self._store.pending_deliveries_for(key)
+                if not queue:
+                    return
+                await self._deliver_queue(key, queue, self._clock())
+                remaining = self._store.pending_deliveries_for(key)
+                if not remaining:
+                    return
+                next_due = min(d.next_attempt_at for d in remaining)
+                await anyio.sleep(min(max(next_due - self._clock(), 0.05), _IDLE_CHECK))
+        finally:
+            self._workers.discard(key)
+            self._metrics.set_queue(self._store.queue_counts())
 
     async def deliver_due(self) -> float | None:
-        """Send every due delivery once; return when the earliest remaining one is due."""
+        """One round over every destination; when the earliest remaining delivery is due."""
         pending = self._store.pending_deliveries()
         now = self._clock()
         async with anyio.create_task_group() as group:
-            for _, queue in groupby(pending, key=lambda d: d.destination):
-                group.start_soon(self._deliver_queue, list(queue), now)
+            for key, queue in groupby(pending, key=lambda d: d.destination):
+                group.start_soon(self._deliver_queue, key, list(queue), now)
         self._metrics.set_queue(self._store.queue_counts())
-        heads: dict[str, float] = {}  # a queue is due when its oldest delivery is
-        for delivery in self._store.pending_deliveries():
-            heads.setdefault(delivery.destination, delivery.next_attempt_at)
-        return min(heads.values(), default=None)
+        remaining = self._store.pending_deliveries()
+        return min((d.next_attempt_at for d in remaining), default=None)
 
-    async def _deliver_queue(self, queue: list[Delivery], now: float) -> None:
-        for delivery in queue:
-            if delivery.next_attempt_at > now:
-                return  # later events wait behind this one: order is kept per destination
-            destination = self._destinations.get(delivery.destination)
-            if destination is None:
-                self._store.mark_dead(delivery, "destination no longer configured", now=now)
-                self._metrics.notifications.labels(route=delivery.route, outcome="dead").inc()
-                log.warning(
-                    "notify: dropped a message for route %r: its destination is no longer "
-                    "configured",
-                    delivery.route,
-                )
-                continue
-            # A send that started is finished and recorded, even when shutdown is under way.
-            with anyio.CancelScope(shield=True):
-                delivered = await self._deliver(destination, delivery)
-            if not delivered:
+    async def _deliver_queue(self, key: str, queue: list[Delivery], now: float) -> None:
+        destination = self._destinations.get(key)
+        if destination is None or key in self.disabled:
+            reason = "destination no longer configured" if destination is None else "disabled"
+            self._dead(queue, reason, now)
+            log.warning(
+                "notify: dropped %d message(s) for %r: its destination is %s",
+                len(queue), queue[0].route, reason,
+            )  # fmt: skip
+            return
+        batch = due_batch(queue, now)
+        if not batch:
+            return
+        policy = destination.policy
+        digest = destination.kind == "apprise" and (
+            any(d.held for d in batch)
+            or (policy.digest_threshold is not None and len(batch) > policy.digest_threshold)
+        )
+        if digest and len(batch) > 1:
+            await self._attempt(destination, batch)
+            return
+        for delivery in batch:
+            if not await self._attempt(destination, [delivery]):
                 return
 
-    async def _deliver(self, destination: Destination, delivery: Delivery) -> bool:
-        title, body = render(delivery.stored.event)
-        error = await self._send(destination, title, body)
+    async def _attempt(self, destination: Destination, batch: list[Delivery]) -> bool:
+        if destination.kind == "apprise":
+            pace = self._pace.setdefault(destination.route, RateLimiter(_ROUTE_RATE))
+            await pace.acquire()
+        # A send that started is finished and recorded, even when shutdown is under way.
+        with anyio.CancelScope(shield=True):
+            outcome = await self._send_batch(destination, batch)
+            delivered = self._record(destination, batch, outcome)
+        return delivered  # noqa: RET504 - returned outside the shielded scope on purpose
+
+    async def _send_batch(self, destination: Destination, batch: list[Delivery]) -> SendOutcome:
+        if destination.kind == "webhook":
+            assert self._webhooks is not None  # noqa: S101 - the service always passes one
+            stored = batch[0].stored
+            return await self._webhooks.send(
+                destination, payload(stored.event, stored.id), stored.id
+            )
+        templates = destination.templates
+        if len(batch) == 1:
+            title, body = templates.render(batch[0].stored.event, batch[0].stored.id)
+        else:
+            title, body = templates.render_digest([(d.stored.event, d.stored.id) for d in batch])
+        return SendOutcome(error=await self._send(destination, title, body))
+
+    def _record(
+        self, destination: Destination, batch: list[Delivery], outcome: SendOutcome
+    ) -> bool:
         now = self._clock()
         route = destination.route
-        if error is None:
-            self._store.mark_sent(delivery, now=now)
-            self._metrics.notifications.labels(route=route, outcome="sent").inc()
+        if outcome.ok:
+            self._store.mark_sent(batch, now=now)
+            self._metrics.notifications.labels(route=route, outcome="sent").inc(len(batch))
+            for delivery in batch:
+                self._metrics.notification_latency.observe(now - delivery.stored.event.detected_at)
             if destination.key in self._failing:
                 self._failing.discard(destination.key)
                 log.info("notify: %s (%s) accepts messages again", route, destination.masked)
             return True
-        self._metrics.notifications.labels(route=route, outcome="failed").inc()
-        if now - delivery.stored.event.detected_at >= self._max_age:
-            self._store.mark_dead(delivery, error, now=now)
-            self._metrics.notifications.labels(route=route, outcome="dead").inc()
-            log.error(
-                "notify: gave up on %r for %s (%s) after %d tries: %s",
-                title,
-                route,
-                destination.masked,
-                delivery.attempts + 1,
-                error,
+        error = outcome.error or "failed"
+        self._metrics.notifications.labels(route=route, outcome="failed").inc(len(batch))
+        if outcome.gone:
+            self.disabled.add(destination.key)
+            killed = self._store.disable_webhook(
+                destination.key, route, "disabled: the receiver answered 410 Gone", now=now
             )
-            return True
-        delay = retry_delay(delivery.attempts + 1, self._rng)
-        self._store.mark_retry(delivery, error, next_attempt_at=now + delay)
+            self._metrics.notifications.labels(route=route, outcome="dead").inc(killed)
+            log.error(
+                "notify: webhook %s (%s) answered 410 Gone: disabled until its configuration "
+                "changes; %d pending message(s) dead-lettered",
+                route, destination.masked, killed,
+            )  # fmt: skip
+            return False
+        expired = [d for d in batch if now - d.age_from >= destination.max_age]
+        if expired:
+            self._dead(expired, error, now)
+            log.error(
+                "notify: gave up on %d message(s) for %s (%s) older than %s: %s",
+                len(expired), route, destination.masked,
+                f"{destination.max_age / 3600:g}h", error,
+            )  # fmt: skip
+        retry = [d for d in batch if d not in expired]
+        if retry:
+            delay = retry_delay(retry[0].attempts + 1, self._rng)
+            if outcome.retry_after is not None:
+                delay = max(delay, outcome.retry_after)
+            self._store.mark_retry(retry, error, next_attempt_at=now + delay)
         if destination.key not in self._failing:
             self._failing.add(destination.key)
             log.warning(
@@ -152,4 +235,9 @@ class Courier:
                 destination.masked,
                 error,
             )
-        return False
+        return not retry
+
+    def _dead(self, deliveries: list[Delivery], error: str, now: float) -> None:
+        self._store.mark_dead(deliveries, error, now=now)
+        for route, items in groupby(deliveries, key=lambda d: d.route):
+            self._metrics.notifications.labels(route=route, outcome="dead").inc(len(list(items)))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from orderwatch._client import OrdersApi
-from orderwatch._detect import Change, KnownOrder, NewOrder, detect_changes, events_for
+from orderwatch._detect import Change, Event, KnownOrder, NewOrder, detect_changes, events_for
 from orderwatch._messages import title_for
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE, OrderPage
@@ -26,8 +26,10 @@ from orderwatch._planner import (
     missing_from_page,
     plan_refresh,
 )
+from orderwatch._routing import plan_delivery
 from orderwatch._sinks import Destination
-from orderwatch._store import Sighting, Store, StoredEvent
+from orderwatch._store import Sighting, Store, StoredEvent, Target
+from orderwatch._stuck import StuckRule, stuck_events
 
 __all__ = ["CycleReport", "Poller"]
 
@@ -97,6 +99,8 @@ class Poller:
         clock: Callable[[], float] = time.time,
         on_committed: Callable[[list[StoredEvent]], None] = lambda _: None,
         on_page: Callable[[], None] = lambda: None,
+        stuck_rules: Sequence[StuckRule] = (),
+        disabled: set[str] | None = None,
     ) -> None:
         self._api, self._store, self._metrics = api, store, metrics
         self._destinations = list(destinations)
@@ -104,16 +108,25 @@ class Poller:
         self._clock = clock
         self._on_committed = on_committed
         self._on_page = on_page
+        self._stuck_rules = list(stuck_rules)
+        self._disabled = disabled if disabled is not None else set()
         # Changes seen in the first cycle after a restart may span the time nobody watched.
         self._after_gap = store.baseline_done
         self._counts: Counter[str] = Counter(store.status_counts())
         self._unknown_to_api: set[str] = set()
         metrics.set_order_counts(self._counts)
 
-    def configure(self, destinations: Sequence[Destination], *, announce_initial: bool) -> None:
+    def configure(
+        self,
+        destinations: Sequence[Destination],
+        *,
+        announce_initial: bool,
+        stuck_rules: Sequence[StuckRule] = (),
+    ) -> None:
         """Route future events to ``destinations`` (a reload); committed ones keep theirs."""
         self._destinations = list(destinations)
         self._announce_initial = announce_initial
+        self._stuck_rules = list(stuck_rules)
 
     @property
     def open_count(self) -> int:
@@ -170,6 +183,8 @@ class Poller:
             by_status.extend(missing_from_page(expected, page))
         for order_id in by_status:
             await self._refresh_by_status(state.open_orders[order_id], report)
+        if self._stuck_rules and not baseline:
+            self._alert_stuck(report)
         if baseline:
             self._store.set_meta(baseline_done=1)
             log.info(
@@ -256,10 +271,7 @@ class Poller:
     ) -> None:
         now = self._clock()
         events = events_for(changes, announce_new=announce_new, after_gap=self._after_gap, now=now)
-        plan = [
-            (event, [(d.route, d.key) for d in self._destinations if d.accepts(event.order.status)])
-            for event in events
-        ]
+        plan = [(event, self._targets(event, now)) for event in events]
         stored = self._store.record(sightings, changes, plan, known=known, now=now)
         for change in changes:
             if isinstance(change, NewOrder):
@@ -276,13 +288,40 @@ class Poller:
                     self._metrics.status_duration.labels(status=change.previous_status).observe(
                         now - change.previous.status_since
                     )
+        self._announced(stored, report)
+        if changes:
+            self._metrics.set_order_counts(self._counts)
+
+    def _announced(self, stored: list[StoredEvent], report: CycleReport) -> None:
         for item in stored:
             log.info("%s", title_for(item.event))
         report.events += len(stored)
-        if changes:
-            self._metrics.set_order_counts(self._counts)
         if stored:
             self._on_committed(stored)
+
+    def _targets(self, event: Event, now: float) -> list[Target]:
+        """Where ``event`` goes: every destination that accepts it and, for a transition out of
+        a status it was reported stuck in, every destination that got that stuck alert."""
+        chosen = [d for d in self._destinations if d.key not in self._disabled and d.accepts(event)]
+        if event.resolves_stuck:
+            alerted = {key for _, key in self._store.stuck_recipients(event.order.id)}
+            chosen += [
+                d
+                for d in self._destinations
+                if d.key in alerted and d not in chosen and d.key not in self._disabled
+            ]
+        targets = []
+        for destination in chosen:
+            plan = plan_delivery(destination.policy, event.order.status, now)
+            targets.append(Target(destination.route, destination.key, plan.due_at, plan.held))
+        return targets
+
+    def _alert_stuck(self, report: CycleReport) -> None:
+        now = self._clock()
+        events = stuck_events(self._store.open_orders(), self._stuck_rules, now)
+        if events:
+            plan = [(event, self._targets(event, now)) for event in events]
+            self._announced(self._store.record([], [], plan, known={}, now=now), report)
 
 
 @dataclass(slots=True)

@@ -2,9 +2,9 @@
 
 - SIGTERM or SIGINT stops it: no new cycle or send starts, sends already under way finish and
   are recorded, the state file is closed, and :meth:`Service.run` returns.
-- SIGHUP reloads routes, ``notify.initial`` and poll settings from the same file, keeping state
-  and pending deliveries; an invalid file is rejected with its reasons logged, and the running
-  configuration stays. Changes to ``[api]``, ``[state]``, ``[metrics]`` and ``[log]`` need a
+- SIGHUP reloads routes, webhooks, ``notify`` settings, stuck-order alerts and poll settings from
+  the same file, keeping state and pending deliveries; an invalid file is rejected with its
+  reasons logged, and the running configuration stays. Changes to ``[api]``, ``[state]``, ``[metrics]`` and ``[log]`` need a
   restart (said in the log).
 - Under systemd it speaks sd_notify: ``READY=1`` once the first cycle has finished, ``STATUS=``
   after each cycle, ``WATCHDOG=1`` from the poll loop itself, ``RELOADING=1``, ``STOPPING=1``.
@@ -26,7 +26,13 @@ import httpx
 import stamina.instrumentation
 
 from orderwatch._client import OrdersApi, RetryPolicy
-from orderwatch._exceptions import ApiError, ConfigError, CredentialsError, StateError
+from orderwatch._exceptions import (
+    ApiError,
+    ConfigError,
+    CredentialsError,
+    OrderwatchError,
+    StateError,
+)
 from orderwatch._logging import redactor
 from orderwatch._metrics import Health, Metrics, MetricsServer
 from orderwatch._outbox import Courier
@@ -34,7 +40,9 @@ from orderwatch._poller import Poller
 from orderwatch._settings import Settings, load_settings
 from orderwatch._sinks import destinations_for, secrets_in
 from orderwatch._store import Store
+from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
+from orderwatch._webhooks import WebhookSender
 
 __all__ = ["Service", "ServiceOptions", "run_service"]
 
@@ -42,6 +50,10 @@ log = logging.getLogger("orderwatch")
 
 _MAX_NAP: Final = 5.0  # the loop wakes at least this often while it waits (watchdog, reload)
 _RESTART_SECTIONS: Final = ("api", "state", "metrics", "log")
+
+
+def stuck_rules(settings: Settings) -> list[StuckRule]:
+    return [StuckRule(r.status, r.after, r.repeat) for r in settings.alerts.stuck]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +69,25 @@ class ServiceOptions:
 
 async def run_service(settings: Settings, options: ServiceOptions | None = None) -> None:
     """Run the daemon until a signal (or cancellation) stops it. See :class:`Service`."""
-    await Service(settings, options or ServiceOptions()).run()
+    try:
+        await Service(settings, options or ServiceOptions()).run()
+    except BaseExceptionGroup as group:
+        # A task's OrderwatchError is the one-line story the user needs, not the group.
+        first = _first_orderwatch_error(group)
+        if first is None:
+            raise
+        raise first from None
+
+
+def _first_orderwatch_error(group: BaseExceptionGroup[BaseException]) -> OrderwatchError | None:
+    for error in group.exceptions:
+        if isinstance(error, OrderwatchError):
+            return error
+        if isinstance(error, BaseExceptionGroup):
+            found = _first_orderwatch_error(error)
+            if found is not None:
+                return found
+    return None
 
 
 class Service:
@@ -78,15 +108,20 @@ class Service:
     async def run(self) -> None:
         settings, options = self.settings, self.options
         stamina.instrumentation.set_on_retry_hooks([])  # the client logs retries once per streak
-        destinations = destinations_for(settings.notify.routes)
+        destinations = destinations_for(settings.notify)
         api_secrets = (settings.api.client_secret, settings.api.token)
         redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
         redactor.add(*secrets_in(destinations))
         self.metrics.lifecycle.state("starting")
 
         store = Store.open(settings.state.path)
+        webhooks = WebhookSender()
         server = None
         try:
+            store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
+            disabled = set(store.disabled_webhooks())
+            for name, reason, _ in store.disabled_webhooks().values():
+                log.warning("notify: webhook %s stays %s", name, reason)
             if settings.metrics.address is not None:
                 host, port = settings.metrics.address
                 server = MetricsServer(host, port, self.metrics.registry, self.health)
@@ -102,7 +137,9 @@ class Service:
                 on_secret=redactor.add,
             ) as api:
                 self.api, self.store = api, store
-                self.courier = Courier(store, destinations, self.metrics)
+                self.courier = Courier(
+                    store, destinations, self.metrics, webhooks=webhooks, disabled=disabled
+                )
                 self.poller = Poller(
                     api,
                     store,
@@ -111,6 +148,8 @@ class Service:
                     announce_initial=settings.notify.initial,
                     on_committed=lambda _: self.courier.wake(),
                     on_page=self._on_page,
+                    stuck_rules=stuck_rules(settings),
+                    disabled=disabled,
                 )
                 log.info(
                     "orderwatch started: watching %s every %gs, %d destinations, state %s",
@@ -129,6 +168,8 @@ class Service:
             self.notifier.stopping()
             if server is not None:
                 server.close()
+            with anyio.CancelScope(shield=True):
+                await webhooks.aclose()
             store.close()
             log.info("orderwatch stopped")
 
@@ -224,7 +265,7 @@ class Service:
                 return
 
     def reload(self) -> None:
-        """Apply routes, ``notify.initial`` and poll settings from the config file again."""
+        """Apply ``[notify]``, ``[alerts]`` and ``[poll]`` from the config file again."""
         path = self.options.config_path
         if path is None:
             log.warning("reload: no configuration file to read again")
@@ -237,18 +278,24 @@ class Service:
                 log.error("reload rejected: %s", problem)  # noqa: TRY400 - no traceback wanted
             log.error("reload rejected: the running configuration stays")  # noqa: TRY400
         else:
-            destinations = destinations_for(new.notify.routes)
+            destinations = destinations_for(new.notify)
             redactor.add(*secrets_in(destinations))
-            self.poller.configure(destinations, announce_initial=new.notify.initial)
+            self.store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
+            self.courier.disabled.intersection_update(self.store.disabled_webhooks())
+            self.poller.configure(
+                destinations, announce_initial=new.notify.initial, stuck_rules=stuck_rules(new)
+            )
             self.courier.configure(destinations)
+            self.courier.wake()
             self.health.interval = new.poll.interval
             stale = [n for n in _RESTART_SECTIONS if getattr(new, n) != getattr(self.settings, n)]
             self.settings = self.settings.model_copy(
-                update={"notify": new.notify, "poll": new.poll}
+                update={"notify": new.notify, "poll": new.poll, "alerts": new.alerts}
             )
             log.info(
-                "configuration reloaded: %d routes, %d destinations, every %gs",
+                "configuration reloaded: %d routes, %d webhooks, %d destinations, every %gs",
                 len(new.notify.routes),
+                len(new.notify.webhooks),
                 len(destinations),
                 new.poll.interval,
             )

@@ -7,11 +7,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from pydantic import (
@@ -22,6 +25,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -29,11 +33,14 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orderwatch._exceptions import ConfigError
+from orderwatch._messages import template_problem
 from orderwatch._models import KNOWN_STATUSES, canonical_status
+from orderwatch._routing import QuietHours, parse_duration
 from orderwatch._sinks import apprise_problem
 
 __all__ = [
     "CREDENTIAL_PREFIX",
+    "AlertsSettings",
     "ApiSettings",
     "LogSettings",
     "MetricsSettings",
@@ -42,6 +49,8 @@ __all__ = [
     "RouteSettings",
     "Settings",
     "StateSettings",
+    "StuckSettings",
+    "WebhookSettings",
     "config_path",
     "default_state_path",
     "load_settings",
@@ -94,24 +103,34 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _http_url(value: str) -> str:
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError):
+        url = None
+    if url is None or url.scheme not in {"http", "https"} or not url.host:
+        raise PydanticCustomError("url", "must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _duration(value: object) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise PydanticCustomError("duration", str(error)) from None
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
 class ApiSettings(_Section):
-    base_url: str
+    base_url: HttpUrl
     client_id: str | None = None
     client_secret: Secret | None = None
     token: Secret | None = None
     timeout: float = Field(default=10.0, gt=0)
     max_rps: float = Field(default=5.0, gt=0)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        try:
-            url = httpx.URL(value)
-        except (httpx.InvalidURL, TypeError):
-            url = None
-        if url is None or url.scheme not in {"http", "https"} or not url.host:
-            raise PydanticCustomError("url", "must be an http:// or https:// URL")
-        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> ApiSettings:
@@ -178,26 +197,124 @@ Status = Annotated[str, AfterValidator(_known_status)]
 AppriseUrl = Annotated[str, BeforeValidator(_credential), AfterValidator(_apprise_url)]
 
 
-class RouteSettings(_Section):
+EventType = Literal["created", "status_changed", "stuck"]
+
+
+class _Filters(_Section):
+    statuses: list[Status] | None = None
+    from_statuses: list[Status] | None = None
+    events: list[EventType] | None = None
+
+
+class RouteSettings(_Filters):
     name: str = Field(min_length=1)
     urls: list[AppriseUrl] = Field(min_length=1)
-    statuses: list[Status] | None = None
+    format: Literal["text", "markdown", "html"] = "text"
+    title: str | None = None
+    body: str | None = None
+    digest_title: str | None = None
+    digest_body: str | None = None
+    group_wait: Duration = Field(default=10.0, ge=0)
+    digest_threshold: int = Field(default=5, ge=1)
+    quiet_hours: str | None = None
+    timezone: str = "UTC"
+    urgent: list[Status] = Field(default_factory=list)
+
+    @field_validator("title", "body", "digest_title", "digest_body")
+    @classmethod
+    def _template(cls, source: str | None, info: ValidationInfo) -> str | None:
+        if source is None:
+            return None
+        digest = bool(info.field_name and info.field_name.startswith("digest_"))
+        problem = template_problem(source, digest=digest, fmt=info.data.get("format", "text"))
+        if problem:
+            raise PydanticCustomError("template", problem)
+        return source
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _window(cls, window: str | None) -> str | None:
+        if window is not None:
+            try:
+                QuietHours.parse(window, "UTC")
+            except ValueError as error:
+                raise PydanticCustomError("quiet_hours", str(error)) from None
+        return window
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError(
+                "timezone", "unknown time zone '{name}' (e.g. Europe/Moscow)", {"name": name}
+            ) from None
+        return name
+
+    def quiet(self) -> QuietHours | None:
+        return (
+            None if self.quiet_hours is None else QuietHours.parse(self.quiet_hours, self.timezone)
+        )
+
+
+def _webhook_secret(secret: SecretStr) -> SecretStr:
+    value = secret.get_secret_value()
+    try:
+        ok = value.startswith("whsec_") and bool(base64.b64decode(value[6:], validate=True))
+    except (binascii.Error, ValueError):
+        ok = False
+    if not ok:
+        raise PydanticCustomError(
+            "webhook_secret", "must be a Standard Webhooks secret: whsec_ followed by base64"
+        )
+    return secret
+
+
+class WebhookSettings(_Filters):
+    name: str = Field(min_length=1)
+    url: HttpUrl
+    secret: Annotated[Secret, AfterValidator(_webhook_secret)]
 
 
 class NotifySettings(_Section):
     initial: bool = False
+    max_age: Duration = Field(default=24 * 3600.0, gt=0)
     routes: list[RouteSettings] = Field(default_factory=list)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
 
-    @field_validator("routes")
-    @classmethod
-    def _unique_names(cls, routes: list[RouteSettings]) -> list[RouteSettings]:
-        names = [route.name for route in routes]
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotifySettings:
+        names = [r.name for r in self.routes] + [w.name for w in self.webhooks]
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise PydanticCustomError(
-                "unique", "route names must be unique: {names}", {"names": ", ".join(duplicated)}
+                "unique",
+                "route and webhook names must be unique: {names}",
+                {"names": ", ".join(duplicated)},
             )
-        return routes
+        return self
+
+
+class StuckSettings(_Section):
+    status: Status
+    after: Duration = Field(gt=0)
+    repeat: Duration | None = Field(default=None, gt=0)
+
+
+class AlertsSettings(_Section):
+    stuck: list[StuckSettings] = Field(default_factory=list)
+
+    @field_validator("stuck")
+    @classmethod
+    def _one_rule_per_status(cls, rules: list[StuckSettings]) -> list[StuckSettings]:
+        statuses = [rule.status for rule in rules]
+        duplicated = sorted({s for s in statuses if statuses.count(s) > 1})
+        if duplicated:
+            raise PydanticCustomError(
+                "unique", "one rule per status: {names}", {"names": ", ".join(duplicated)}
+            )
+        return rules
 
 
 class LogSettings(_Section):
@@ -220,6 +337,7 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

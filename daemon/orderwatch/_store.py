@@ -29,16 +29,19 @@ from orderwatch._detect import Change, Event, KnownOrder, NewOrder
 from orderwatch._exceptions import StateError
 from orderwatch._models import Order, is_final
 
-__all__ = ["Delivery", "Sighting", "Store", "StoredEvent"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Delivery", "Sighting", "Store", "StoredEvent", "Target"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS meta (
+# One script per schema version; a file at version N runs scripts N+1 … SCHEMA_VERSION in one
+# transaction. Never edit a released script: add the next one.
+MIGRATIONS: Final = {
+    1: """
+CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS orders (
+CREATE TABLE orders (
     id                TEXT PRIMARY KEY,
     number            INTEGER NOT NULL,
     status            TEXT NOT NULL,
@@ -51,8 +54,8 @@ CREATE TABLE IF NOT EXISTS orders (
     participant_login TEXT,
     total             TEXT
 );
-CREATE INDEX IF NOT EXISTS orders_open ON orders (number) WHERE is_final = 0;
-CREATE TABLE IF NOT EXISTS events (
+CREATE INDEX orders_open ON orders (number) WHERE is_final = 0;
+CREATE TABLE events (
     seq                  INTEGER PRIMARY KEY AUTOINCREMENT,
     id                   TEXT NOT NULL UNIQUE,
     kind                 TEXT NOT NULL,
@@ -65,7 +68,7 @@ CREATE TABLE IF NOT EXISTS events (
     after_gap            INTEGER NOT NULL,
     order_json           TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS deliveries (
+CREATE TABLE deliveries (
     event_seq       INTEGER NOT NULL REFERENCES events (seq),
     route           TEXT NOT NULL,
     destination     TEXT NOT NULL,
@@ -76,9 +79,35 @@ CREATE TABLE IF NOT EXISTS deliveries (
     done_at         REAL,
     PRIMARY KEY (event_seq, destination)
 );
-CREATE INDEX IF NOT EXISTS deliveries_pending
+CREATE INDEX deliveries_pending
     ON deliveries (destination, event_seq) WHERE state = 'pending';
-"""
+""",
+    2: """
+ALTER TABLE orders ADD COLUMN stuck_alerts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE orders ADD COLUMN stuck_last REAL;
+ALTER TABLE events ADD COLUMN resolves_stuck INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN reminder INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN age_from REAL;
+CREATE TABLE disabled_webhooks (
+    destination TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    disabled_at REAL NOT NULL
+);
+CREATE INDEX events_order ON events (order_id, kind);
+""",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and when one event is to be delivered."""
+
+    route: str
+    destination: str
+    due_at: float
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +129,17 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One pending delivery of one event to one destination."""
+    """One delivery of one event to one destination. ``age_from`` starts its age limit."""
 
     stored: StoredEvent
     route: str
     destination: str
     attempts: int
     next_attempt_at: float
+    held: bool = False
+    age_from: float = 0.0
+    state: str = "pending"
+    last_error: str | None = None
 
 
 def _order_json(order: Order) -> str:
@@ -136,8 +169,49 @@ def _order_from_json(text: str) -> Order:
 
 
 _KNOWN_COLUMNS: Final = (
-    "id, number, status, created_date, participant_login, total, status_since, since_exact, anchor"
+    "id, number, status, created_date, participant_login, total, status_since, since_exact, "
+    "anchor, stuck_alerts, stuck_last"
 )
+
+
+def _selection(event_id: str | None, route: str | None) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if event_id is not None:
+        clauses.append("event_seq = (SELECT seq FROM events WHERE id = ?)")
+        params.append(event_id)
+    if route is not None:
+        clauses.append("route = ?")
+        params.append(route)
+    return (" AND ".join(clauses) or "1"), params
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    return Delivery(
+        stored=StoredEvent(
+            seq=row["seq"],
+            id=row["id"],
+            event=Event(
+                kind=row["kind"],
+                order=_order_from_json(row["order_json"]),
+                previous_status=row["previous_status"],
+                previous_since=row["previous_since"],
+                previous_since_exact=bool(row["previous_since_exact"]),
+                detected_at=row["detected_at"],
+                after_gap=bool(row["after_gap"]),
+                resolves_stuck=bool(row["resolves_stuck"]),
+                reminder=row["reminder"],
+            ),
+        ),
+        route=row["route"],
+        destination=row["destination"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        held=bool(row["held"]),
+        age_from=row["age_from"],
+        state=row["state"],
+        last_error=row["last_error"],
+    )
 
 
 def _known(row: sqlite3.Row) -> KnownOrder:
@@ -153,6 +227,8 @@ def _known(row: sqlite3.Row) -> KnownOrder:
         status_since=row["status_since"],
         since_exact=bool(row["since_exact"]),
         anchor=row["anchor"],
+        stuck_alerts=row["stuck_alerts"],
+        stuck_last=row["stuck_last"],
     )
 
 
@@ -202,9 +278,10 @@ class Store:
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.execute("PRAGMA foreign_keys = ON")
         if version < SCHEMA_VERSION:
+            scripts = "".join(MIGRATIONS[v] for v in range(version + 1, SCHEMA_VERSION + 1))
             try:
                 self._db.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    f"BEGIN IMMEDIATE; {scripts} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 )
             except sqlite3.Error:
                 if self._db.in_transaction:
@@ -296,7 +373,7 @@ class Store:
         self,
         sightings: Sequence[Sighting],
         changes: Sequence[Change],
-        deliveries: Sequence[tuple[Event, Sequence[tuple[str, str]]]],
+        deliveries: Sequence[tuple[Event, Sequence[Target]]],
         *,
         known: dict[str, KnownOrder],
         now: float,
@@ -304,8 +381,9 @@ class Store:
     ) -> list[StoredEvent]:
         """Commit one observed batch at once: orders, events, and their pending deliveries.
 
-        ``deliveries`` pairs each event with its ``(route, destination key)`` list. ``known`` is
-        what :meth:`lookup` said of the sighted ids; only what differs from it is written.
+        ``deliveries`` pairs each event with its targets. ``known`` is what :meth:`lookup` said
+        of the sighted ids; only what differs from it is written. A ``stuck`` event also counts
+        as an alert sent for its order; a transition clears that count.
         """
         anchors = {s.order.id: s.anchor for s in sightings if s.anchor is not None}
         stored: list[StoredEvent] = []
@@ -331,7 +409,8 @@ class Store:
                     self._db.execute(
                         "UPDATE orders SET number = ?, status = ?, is_final = ?, created_date = ?,"
                         " participant_login = ?, total = ?, status_since = ?, since_exact = 1,"
-                        " anchor = coalesce(?, anchor) WHERE id = ?",
+                        " anchor = coalesce(?, anchor), stuck_alerts = 0, stuck_last = NULL"
+                        " WHERE id = ?",
                         (*fields, now, anchors.get(order.id), order.id),
                     )
             changed = {change.order.id for change in changes}
@@ -345,6 +424,12 @@ class Store:
                 self._db.executemany("UPDATE orders SET anchor = ? WHERE id = ?", moved)
             for event, targets in deliveries:
                 stored.append(self._insert_event(event, targets))
+                if event.kind == "stuck":
+                    self._db.execute(
+                        "UPDATE orders SET stuck_alerts = stuck_alerts + 1, stuck_last = ? "
+                        "WHERE id = ?",
+                        (event.detected_at, event.order.id),
+                    )
             if arrivals is not None:
                 self._db.execute(
                     "INSERT INTO meta (key, value) VALUES ('arrivals', ?) "
@@ -362,12 +447,12 @@ class Store:
                     [(anchor, order_id) for order_id, anchor in anchors],
                 )
 
-    def _insert_event(self, event: Event, targets: Sequence[tuple[str, str]]) -> StoredEvent:
+    def _insert_event(self, event: Event, targets: Sequence[Target]) -> StoredEvent:
         event_id = str(uuid.uuid4())
         cursor = self._db.execute(
             "INSERT INTO events (id, kind, order_id, previous_status, status, previous_since, "
-            "previous_since_exact, detected_at, after_gap, order_json) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "previous_since_exact, detected_at, after_gap, order_json, resolves_stuck, reminder) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event_id,
                 event.kind,
@@ -379,69 +464,146 @@ class Store:
                 event.detected_at,
                 int(event.after_gap),
                 _order_json(event.order),
+                int(event.resolves_stuck),
+                event.reminder,
             ),
         )
         seq = int(cursor.lastrowid or 0)
         self._db.executemany(
-            "INSERT INTO deliveries (event_seq, route, destination, state, next_attempt_at) "
-            "VALUES (?, ?, ?, 'pending', ?)",
-            [(seq, route, key, event.detected_at) for route, key in targets],
+            "INSERT INTO deliveries (event_seq, route, destination, state, next_attempt_at, "
+            "held, age_from) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+            [(seq, t.route, t.destination, t.due_at, int(t.held), t.due_at) for t in targets],
         )
         return StoredEvent(seq=seq, id=event_id, event=event)
 
     # -- outbox -----------------------------------------------------------------------------
 
+    _DELIVERY_SELECT: Final = (
+        "SELECT d.route, d.destination, d.attempts, d.next_attempt_at, d.held, d.state, "
+        "d.last_error, coalesce(d.age_from, e.detected_at) AS age_from, e.* "
+        "FROM deliveries AS d JOIN events AS e ON e.seq = d.event_seq "
+    )
+
     def pending_deliveries(self, limit: int = 1000) -> list[Delivery]:
         """Pending deliveries, oldest event first within each destination."""
         rows = self._query(
-            "SELECT d.route, d.destination, d.attempts, d.next_attempt_at, e.* "
-            "FROM deliveries AS d JOIN events AS e ON e.seq = d.event_seq "
-            "WHERE d.state = 'pending' ORDER BY d.destination, d.event_seq LIMIT ?",
+            self._DELIVERY_SELECT + "WHERE d.state = 'pending' "
+            "ORDER BY d.destination, d.event_seq LIMIT ?",
             (limit,),
         )
-        return [
-            Delivery(
-                stored=StoredEvent(
-                    seq=row["seq"],
-                    id=row["id"],
-                    event=Event(
-                        kind=row["kind"],
-                        order=_order_from_json(row["order_json"]),
-                        previous_status=row["previous_status"],
-                        previous_since=row["previous_since"],
-                        previous_since_exact=bool(row["previous_since_exact"]),
-                        detected_at=row["detected_at"],
-                        after_gap=bool(row["after_gap"]),
-                    ),
-                ),
-                route=row["route"],
-                destination=row["destination"],
-                attempts=row["attempts"],
-                next_attempt_at=row["next_attempt_at"],
-            )
-            for row in rows
-        ]
+        return [_delivery(row) for row in rows]
 
-    def _finish(self, delivery: Delivery, state: str, error: str | None, now: float) -> None:
+    def pending_deliveries_for(self, destination: str, limit: int = 1000) -> list[Delivery]:
+        """One destination's pending deliveries, oldest event first."""
+        rows = self._query(
+            self._DELIVERY_SELECT + "WHERE d.state = 'pending' AND d.destination = ? "
+            "ORDER BY d.event_seq LIMIT ?",
+            (destination, limit),
+        )
+        return [_delivery(row) for row in rows]
+
+    def pending_destinations(self) -> list[str]:
+        rows = self._query("SELECT DISTINCT destination FROM deliveries WHERE state = 'pending'")
+        return [row["destination"] for row in rows]
+
+    def deliveries(self, states: Collection[str] = ("pending", "dead")) -> list[Delivery]:
+        """Deliveries in ``states``, in detection order (for ``orderwatch outbox list``)."""
+        marks = ",".join("?" * len(states))
+        rows = self._query(
+            self._DELIVERY_SELECT + f"WHERE d.state IN ({marks}) ORDER BY d.event_seq, d.route",
+            list(states),
+        )
+        return [_delivery(row) for row in rows]
+
+    def _update(self, deliveries: Sequence[Delivery], sql: str, values: Sequence[object]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                f"{sql} WHERE event_seq = ? AND destination = ? AND state = 'pending'",
+                [(*values, d.stored.seq, d.destination) for d in deliveries],
+            )
+
+    def mark_sent(self, deliveries: Sequence[Delivery], *, now: float) -> None:
+        self._update(
+            deliveries,
+            "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, last_error = NULL, "
+            "done_at = ?",
+            (now,),
+        )
+
+    def mark_dead(self, deliveries: Sequence[Delivery], error: str, *, now: float) -> None:
+        self._update(
+            deliveries,
+            "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?, "
+            "done_at = ?",
+            (error, now),
+        )
+
+    def mark_retry(
+        self, deliveries: Sequence[Delivery], error: str, *, next_attempt_at: float
+    ) -> None:
+        self._update(
+            deliveries,
+            "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?",
+            (error, next_attempt_at),
+        )
+
+    def stuck_recipients(self, order_id: str) -> set[tuple[str, str]]:
+        """``(route, destination)`` of every live delivery of a stuck alert for ``order_id``."""
+        rows = self._query(
+            "SELECT DISTINCT d.route, d.destination FROM events AS e JOIN deliveries AS d "
+            "ON d.event_seq = e.seq WHERE e.order_id = ? AND e.kind = 'stuck' "
+            "AND d.state != 'dead'",
+            (order_id,),
+        )
+        return {(row["route"], row["destination"]) for row in rows}
+
+    def requeue(self, *, event_id: str | None = None, route: str | None = None, now: float) -> int:
+        """Make matching pending or dead deliveries due now, their age limit starting again."""
+        where, params = _selection(event_id, route)
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, age_from = ?, "
+                f"done_at = NULL WHERE state IN ('pending', 'dead') AND {where}",
+                (now, now, *params),
+            )
+        return cursor.rowcount
+
+    def drop(self, *, event_id: str | None = None, route: str | None = None) -> int:
+        """Delete matching pending or dead deliveries (their events stay in the history)."""
+        where, params = _selection(event_id, route)
+        with self._transaction():
+            cursor = self._db.execute(
+                f"DELETE FROM deliveries WHERE state IN ('pending', 'dead') AND {where}", params
+            )
+        return cursor.rowcount
+
+    def disable_webhook(self, destination: str, name: str, reason: str, *, now: float) -> int:
+        """Record ``destination`` as disabled and dead-letter its pending deliveries."""
         with self._transaction():
             self._db.execute(
-                "UPDATE deliveries SET state = ?, attempts = attempts + 1, last_error = ?, "
-                "done_at = ? WHERE event_seq = ? AND destination = ? AND state = 'pending'",
-                (state, error, now, delivery.stored.seq, delivery.destination),
+                "INSERT OR REPLACE INTO disabled_webhooks (destination, name, reason, disabled_at)"
+                " VALUES (?, ?, ?, ?)",
+                (destination, name, reason, now),
             )
+            cursor = self._db.execute(
+                "UPDATE deliveries SET state = 'dead', last_error = ?, done_at = ? "
+                "WHERE destination = ? AND state = 'pending'",
+                (reason, now, destination),
+            )
+        return cursor.rowcount
 
-    def mark_sent(self, delivery: Delivery, *, now: float) -> None:
-        self._finish(delivery, "sent", None, now)
+    def disabled_webhooks(self) -> dict[str, tuple[str, str, float]]:
+        """``destination → (name, reason, since)`` for every disabled webhook."""
+        rows = self._query("SELECT * FROM disabled_webhooks ORDER BY name")
+        return {r["destination"]: (r["name"], r["reason"], r["disabled_at"]) for r in rows}
 
-    def mark_dead(self, delivery: Delivery, error: str, *, now: float) -> None:
-        self._finish(delivery, "dead", error, now)
-
-    def mark_retry(self, delivery: Delivery, error: str, *, next_attempt_at: float) -> None:
+    def forget_disabled_except(self, destinations: Collection[str]) -> None:
+        """A webhook whose configuration changed is enabled again: forget stale entries."""
+        marks = ",".join("?" * len(destinations)) or "NULL"
         with self._transaction():
             self._db.execute(
-                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, "
-                "next_attempt_at = ? WHERE event_seq = ? AND destination = ? AND state = 'pending'",
-                (error, next_attempt_at, delivery.stored.seq, delivery.destination),
+                f"DELETE FROM disabled_webhooks WHERE destination NOT IN ({marks})",
+                list(destinations),
             )
 
     def make_pending_due(self, now: float) -> int:
@@ -449,7 +611,7 @@ class Store:
         with self._transaction():
             cursor = self._db.execute(
                 "UPDATE deliveries SET next_attempt_at = ? "
-                "WHERE state = 'pending' AND next_attempt_at > ?",
+                "WHERE state = 'pending' AND held = 0 AND next_attempt_at > ?",
                 (now, now),
             )
         return cursor.rowcount

@@ -1,0 +1,134 @@
+"""Routing: which destinations an event goes to, and when. Pure functions over plain data.
+
+A route (apprise URLs, for people) or a webhook (for machines) matches an event by the event's
+new ``status``, its previous status (``from_statuses``) and its type (``events``); no filter
+means everything. For a route, a matched event is due after ``group_wait`` (so that a burst can
+become one digest), or, during its quiet hours, at their end (held, then sent as one digest),
+unless its status is listed as ``urgent``. A webhook's delivery is due at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+__all__ = [
+    "EVENT_TYPES",
+    "DeliveryPlan",
+    "Filters",
+    "QuietHours",
+    "RoutePolicy",
+    "parse_duration",
+    "plan_delivery",
+]
+
+EVENT_TYPES: Final = ("created", "status_changed", "stuck")
+Kind = Literal["apprise", "webhook"]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
+_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string like ``"90s"``, ``"2h"``, ``"1h30m"``, ``"1d"``.
+
+    Raises ValueError for anything else.
+    """
+    if isinstance(value, bool):
+        raise ValueError('must be a duration such as 30, "90s", "2h" or "1d"')  # noqa: TRY004
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        parts = _DURATION.findall(text)
+        if parts and _DURATION.sub("", text).strip() == "":
+            return sum(float(number) * _UNITS[unit.lower()] for number, unit in parts)
+    raise ValueError('must be a duration such as 30, "90s", "2h" or "1d"')
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """An event matches when it passes every filter that is set (None: no filter)."""
+
+    statuses: frozenset[str] | None = None
+    from_statuses: frozenset[str] | None = None
+    events: frozenset[str] | None = None
+
+    def accepts(self, kind: str, status: str, previous_status: str | None) -> bool:
+        if self.events is not None and kind not in self.events:
+            return False
+        if self.statuses is not None and status not in self.statuses:
+            return False
+        return self.from_statuses is None or previous_status in self.from_statuses
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """A daily window, e.g. 22:00-08:00 in Europe/Moscow (it may span midnight)."""
+
+    start: time
+    end: time
+    zone: ZoneInfo
+
+    @classmethod
+    def parse(cls, window: str, timezone: str) -> QuietHours:
+        """Raises ValueError with a readable reason."""
+        match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", window)
+        if not match:
+            raise ValueError('must look like "22:00-08:00"')
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59 or (h1, m1) == (h2, m2):
+            raise ValueError('must be two different times of day, like "22:00-08:00"')
+        return cls(time(h1, m1), time(h2, m2), ZoneInfo(timezone))
+
+    def end_of_quiet(self, moment: float) -> float | None:
+        """If ``moment`` (Unix time) falls in the window, when the window ends; else None."""
+        local = datetime.fromtimestamp(moment, UTC).astimezone(self.zone)
+        clock = local.time().replace(tzinfo=None)
+        spans_midnight = self.start > self.end
+        inside = (
+            (clock >= self.start or clock < self.end)
+            if spans_midnight
+            else self.start <= clock < self.end
+        )
+        if not inside:
+            return None
+        end_day = local.date()
+        if spans_midnight and clock >= self.start:
+            end_day += timedelta(days=1)
+        end = datetime.combine(end_day, self.end, tzinfo=self.zone)
+        return end.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePolicy:
+    """When a route's matched events go out. Webhooks use the defaults: at once, one by one."""
+
+    group_wait: float = 0.0
+    digest_threshold: int | None = None  # None: never a digest (webhooks)
+    quiet_hours: QuietHours | None = None
+    urgent: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPlan:
+    """When a delivery is first due, and whether it is held for the end of quiet hours."""
+
+    due_at: float
+    held: bool
+
+
+def plan_delivery(policy: RoutePolicy, status: str, now: float) -> DeliveryPlan:
+    """The first due time of a delivery of an event (new status ``status``) detected ``now``."""
+    if policy.quiet_hours is not None and status not in policy.urgent:
+        quiet_end = policy.quiet_hours.end_of_quiet(now)
+        if quiet_end is not None:
+            return DeliveryPlan(due_at=quiet_end, held=True)
+    return DeliveryPlan(due_at=now + policy.group_wait, held=False)
