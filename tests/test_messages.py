@@ -67,3 +67,46 @@ def test_durations_read_naturally() -> None:
         "2h 05m",
         "2d 7h",
     ]
+
+
+def test_a_stuck_title_and_body() -> None:
+    stuck = event(kind="stuck", previous_status=None, previous_since=1000.0, reminder=2)
+    title, body = render(stuck)
+    assert title == "Order #3048: stuck in ReadyForDelivery for 2h 05m"
+    assert "In ReadyForDelivery for 2h 05m (reminder 2)" in body
+
+
+def test_a_digest_counts_each_change_and_lists_the_first_twenty_numbers() -> None:
+    from orderwatch._messages import digest_text
+
+    moved = [
+        event(order=Order(id=str(n), number=n, status="Delivered"), previous_status="Payed")
+        for n in range(100, 130)
+    ]
+    title, body = digest_text(moved)
+    assert title == "30 orders changed status"
+    lines = body.splitlines()
+    assert lines[0] == "Payed → Delivered: 30"
+    assert lines[-1] == "Orders: " + ", ".join(f"#{n}" for n in range(100, 120)) + " and 10 more"
+
+
+def test_template_problems_are_reported_not_raised() -> None:
+    from orderwatch._messages import template_problem
+
+    assert template_problem("{{ order.number }} {{ status }}", digest=False) is None
+    assert template_problem("{% for e in events %}{{ e.number }}{% endfor %}", digest=True) is None
+    assert (
+        template_problem("{{ nosuchvariable }}", digest=False)
+        == "template error: 'nosuchvariable' is undefined"
+    )
+    assert template_problem("{{ unclosed", digest=False).startswith("template error on line 1: ")
+    sandboxed = template_problem("{{ order.__class__.__mro__ }}", digest=False)
+    assert sandboxed is not None
+
+
+def test_html_templates_escape_order_data() -> None:
+    from orderwatch._messages import MessageTemplates
+
+    evil = event(order=Order(id="x", number=1, status="Payed", participant_login="<script>"))
+    _title, body = MessageTemplates(body="{{ participant_login }}", fmt="html").render(evil, "e")
+    assert body == "&lt;script&gt;"

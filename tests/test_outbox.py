@@ -1,23 +1,32 @@
-"""The courier: durable delivery with retries, per-destination order, dead letters."""
+"""The courier: durable delivery with retries, per-destination order, digests, quiet hours,
+dead letters, webhooks that go away."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
 
+import anyio
 import pytest
 
-from orderwatch._detect import NewOrder, events_for
+from orderwatch._detect import NewOrder, Transition, events_for
+from orderwatch._messages import MessageTemplates
 from orderwatch._metrics import Metrics
 from orderwatch._models import Order
-from orderwatch._outbox import Courier, retry_delay
+from orderwatch._outbox import Courier, due_batch, retry_delay
+from orderwatch._routing import RoutePolicy
 from orderwatch._sinks import Destination
-from orderwatch._store import Store
+from orderwatch._store import Store, Target
+from orderwatch._webhooks import SendOutcome
 
 pytestmark = pytest.mark.anyio
 
 A = Destination(route="ops", key="a", masked="json://a", url="json://a.invalid/")
 B = Destination(route="mail", key="b", masked="mailto://b", url="mailto://b.invalid")
+HOOK = Destination(
+    route="erp", key="w", masked="https://erp.invalid/", url="https://erp.invalid/",
+    kind="webhook", secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", max_age=72 * 3600,
+)  # fmt: skip
 
 
 class Clock:
@@ -29,75 +38,94 @@ class Clock:
 
 
 class FakeSender:
-    """Records sends; destinations in ``failing`` refuse."""
+    """Records apprise sends; destinations in ``failing`` refuse."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
+        self.sent: list[tuple[str, str, str]] = []
         self.failing: set[str] = set()
 
     async def __call__(self, destination: Destination, title: str, body: str) -> str | None:
         if destination.key in self.failing:
             return "HTTP 503"
-        self.sent.append((destination.key, title))
+        self.sent.append((destination.key, title, body))
         return None
 
+    def titles(self, key: str) -> list[str]:
+        return [t for k, t, _ in self.sent if k == key]
 
-def seed(store: Store, numbers: list[int], now: float) -> None:
+
+class FakeWebhooks:
+    def __init__(self) -> None:
+        self.outcomes: list[SendOutcome] = []
+        self.sent: list[str] = []
+
+    async def send(self, destination: Destination, body: bytes, event_id: str) -> SendOutcome:
+        outcome = self.outcomes.pop(0) if self.outcomes else SendOutcome()
+        if outcome.ok:
+            self.sent.append(event_id)
+        return outcome
+
+
+def seed(store: Store, numbers: list[int], now: float, targets: list[Target] | None = None) -> None:
     for n in numbers:
         change = NewOrder(Order(id=f"id-{n}", number=n, status="Created"))
         [event] = events_for([change], announce_new=True, after_gap=False, now=now)
-        store.record([], [change], [(event, [("ops", "a"), ("mail", "b")])], known={}, now=now)
+        chosen = targets or [Target("ops", "a", now), Target("mail", "b", now)]
+        store.record([], [change], [(event, chosen)], known={}, now=now)
 
 
-def make(tmp_path: Path) -> tuple[Store, Courier, FakeSender, Clock, Metrics]:
+def make(
+    tmp_path: Path, destinations: list[Destination] | None = None
+) -> tuple[Store, Courier, FakeSender, Clock, Metrics, FakeWebhooks]:
     store, sender, clock, metrics = Store.open(tmp_path / "s.db"), FakeSender(), Clock(), Metrics()
-    courier = Courier(store, [A, B], metrics, clock=clock, sender=sender, rng=random.Random(1))
-    return store, courier, sender, clock, metrics
+    webhooks = FakeWebhooks()
+    courier = Courier(
+        store, destinations or [A, B, HOOK], metrics, clock=clock, sender=sender,
+        webhooks=webhooks, rng=random.Random(1),  # type: ignore[arg-type]
+    )  # fmt: skip
+    return store, courier, sender, clock, metrics, webhooks
 
 
 def counter(metrics: Metrics, route: str, outcome: str) -> float:
     return metrics.notifications.labels(route=route, outcome=outcome)._value.get()
 
 
+def one(numbers: list[int]) -> list[str]:
+    return [f"Order #{n}: new order (Created)" for n in numbers]
+
+
 async def test_every_delivery_goes_out_once_and_is_marked_sent(tmp_path: Path) -> None:
-    store, courier, sender, clock, metrics = make(tmp_path)
+    store, courier, sender, clock, metrics, _ = make(tmp_path)
     seed(store, [1, 2], clock.now)
     assert await courier.deliver_due() is None
-    assert sorted(sender.sent) == [
-        ("a", "Order #1: new order (Created)"),
-        ("a", "Order #2: new order (Created)"),
-        ("b", "Order #1: new order (Created)"),
-        ("b", "Order #2: new order (Created)"),
-    ]
+    assert sender.titles("a") == one([1, 2])
+    assert sender.titles("b") == one([1, 2])
     await courier.deliver_due()
     assert len(sender.sent) == 4
     assert counter(metrics, "ops", "sent") == 2
+    assert metrics.notification_latency._sum.get() == 0  # the fake clock did not move
 
 
 async def test_a_failing_destination_keeps_its_order_and_does_not_delay_others(
     tmp_path: Path,
 ) -> None:
-    store, courier, sender, clock, metrics = make(tmp_path)
+    store, courier, sender, clock, metrics, _ = make(tmp_path)
     sender.failing.add("a")
     seed(store, [1, 2, 3], clock.now)
     next_due = await courier.deliver_due()
-    assert [t for k, t in sender.sent if k == "b"] == [
-        f"Order #{n}: new order (Created)" for n in (1, 2, 3)
-    ]
+    assert sender.titles("b") == one([1, 2, 3])
     assert next_due is not None
     assert clock.now + 0.5 <= next_due <= clock.now + 4
     assert counter(metrics, "ops", "failed") == 1  # only the head of the queue was tried
     sender.failing.clear()
     clock.now = next_due
     await courier.deliver_due()
-    assert [t for k, t in sender.sent if k == "a"] == [
-        f"Order #{n}: new order (Created)" for n in (1, 2, 3)
-    ]
+    assert sender.titles("a") == one([1, 2, 3])
     assert store.queue_counts() == {"pending": 0, "dead": 0}
 
 
 async def test_a_delivery_older_than_max_age_becomes_a_dead_letter(tmp_path: Path) -> None:
-    store, courier, sender, clock, metrics = make(tmp_path)
+    store, courier, sender, clock, metrics, _ = make(tmp_path)
     sender.failing.add("a")
     seed(store, [1], clock.now)
     await courier.deliver_due()
@@ -109,11 +137,11 @@ async def test_a_delivery_older_than_max_age_becomes_a_dead_letter(tmp_path: Pat
 
 
 async def test_a_removed_destination_dead_letters_its_deliveries(tmp_path: Path) -> None:
-    store, _, sender, clock, metrics = make(tmp_path)
+    store, _, sender, clock, metrics, _ = make(tmp_path)
     seed(store, [1], clock.now)
     courier = Courier(store, [B], metrics, clock=clock, sender=sender)
     await courier.deliver_due()
-    assert [k for k, _ in sender.sent] == ["b"]
+    assert [k for k, _, _ in sender.sent] == ["b"]
     assert store.queue_counts()["dead"] == 1
 
 
@@ -123,3 +151,145 @@ def test_retry_delays_grow_to_an_hour_with_jitter() -> None:
     assert 1.0 <= delays[0] <= 2.0
     assert all(d <= 3600 for d in delays)
     assert delays[-1] >= 1800
+
+
+DIGESTING = Destination(
+    route="ops", key="a", masked="json://a", url="json://a.invalid/",
+    policy=RoutePolicy(group_wait=10, digest_threshold=5),
+)  # fmt: skip
+
+
+async def test_more_than_the_threshold_waiting_become_one_digest(tmp_path: Path) -> None:
+    store, courier, sender, clock, metrics, _ = make(tmp_path, [DIGESTING])
+    seed(store, list(range(1, 61)), clock.now, [Target("ops", "a", clock.now + 10)])
+    await courier.deliver_due()
+    assert sender.sent == []  # group_wait has not passed
+    clock.now += 10
+    await courier.deliver_due()
+    [(_key, title, body)] = sender.sent
+    assert title == "60 new orders"
+    assert body.splitlines()[0] == "new order (Created): 60"
+    assert body.splitlines()[-1].endswith("#20 and 40 more")
+    assert counter(metrics, "ops", "sent") == 60
+
+
+async def test_at_most_the_threshold_go_one_by_one_at_one_a_second(tmp_path: Path) -> None:
+    store, courier, sender, clock, _, _ = make(tmp_path, [DIGESTING])
+    seed(store, [1, 2, 3], clock.now, [Target("ops", "a", clock.now)])
+    started = anyio.current_time()
+    await courier.deliver_due()
+    assert sender.titles("a") == one([1, 2, 3])
+    assert anyio.current_time() - started >= 1.9  # three messages, one a second
+
+
+async def test_events_arriving_within_group_wait_join_the_first_ones_batch(tmp_path: Path) -> None:
+    store, courier, sender, clock, _, _ = make(tmp_path, [DIGESTING])
+    seed(store, [1], clock.now, [Target("ops", "a", clock.now + 10)])
+    clock.now += 8
+    seed(store, [2, 3, 4, 5, 6, 7], clock.now, [Target("ops", "a", clock.now + 10)])
+    clock.now += 2
+    await courier.deliver_due()
+    assert [t for _, t, _ in sender.sent] == ["7 new orders"]
+
+
+async def test_held_deliveries_wait_for_quiet_hours_to_end_and_urgent_ones_do_not(
+    tmp_path: Path,
+) -> None:
+    store, courier, sender, clock, _, _ = make(tmp_path, [DIGESTING])
+    quiet_end = clock.now + 3600
+    seed(store, [1, 2], clock.now, [Target("ops", "a", quiet_end, held=True)])
+    seed(store, [3], clock.now, [Target("ops", "a", clock.now)])  # urgent: not held
+    await courier.deliver_due()
+    assert sender.titles("a") == one([3])
+    clock.now = quiet_end
+    await courier.deliver_due()
+    assert sender.titles("a")[1:] == ["2 new orders"]  # held ones come as one digest
+
+
+async def test_templates_shape_single_messages_and_digests(tmp_path: Path) -> None:
+    custom = Destination(
+        route="ops", key="a", masked="json://a", url="json://a.invalid/",
+        policy=RoutePolicy(digest_threshold=1),
+        templates=MessageTemplates(
+            title="#{{ number }} is {{ status }}", body="event {{ event_type }}",
+            digest_title="{{ count }} things", digest_body="{% for e in events %}{{ e.number }} {% endfor %}",
+        ),
+    )  # fmt: skip
+    store, courier, sender, clock, _, _ = make(tmp_path, [custom])
+    seed(store, [1], clock.now, [Target("ops", "a", clock.now)])
+    await courier.deliver_due()
+    seed(store, [2, 3], clock.now, [Target("ops", "a", clock.now)])
+    await courier.deliver_due()
+    assert [(t, b) for _, t, b in sender.sent] == [
+        ("#1 is Created", "event created"),
+        ("2 things", "2 3"),
+    ]
+
+
+async def test_a_webhook_gets_one_post_per_event_and_honours_retry_after(tmp_path: Path) -> None:
+    store, courier, _, clock, metrics, webhooks = make(tmp_path)
+    webhooks.outcomes = [SendOutcome(error="HTTP 429", retry_after=120.0)]
+    seed(store, [1, 2], clock.now, [Target("erp", "w", clock.now)])
+    next_due = await courier.deliver_due()
+    assert webhooks.sent == []
+    assert next_due is not None
+    assert next_due >= clock.now + 120
+    clock.now = next_due
+    await courier.deliver_due()
+    assert len(webhooks.sent) == 2
+    assert counter(metrics, "erp", "sent") == 2
+
+
+async def test_a_webhook_answering_410_is_disabled_and_its_queue_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    store, courier, _, clock, metrics, webhooks = make(tmp_path)
+    webhooks.outcomes = [SendOutcome(error="HTTP 410 Gone", gone=True)]
+    seed(store, [1, 2, 3], clock.now, [Target("erp", "w", clock.now)])
+    await courier.deliver_due()
+    assert "w" in courier.disabled
+    assert store.queue_counts() == {"pending": 0, "dead": 3}
+    [(name, reason, _)] = store.disabled_webhooks().values()
+    assert (name, reason) == ("erp", "disabled: the receiver answered 410 Gone")
+    assert counter(metrics, "erp", "dead") == 3
+
+
+async def test_webhooks_keep_their_deliveries_for_72_hours(tmp_path: Path) -> None:
+    store, courier, _, clock, _, webhooks = make(tmp_path)
+    webhooks.outcomes = [SendOutcome(error="HTTP 500")] * 3
+    seed(store, [1], clock.now, [Target("erp", "w", clock.now)])
+    await courier.deliver_due()
+    clock.now += 48 * 3600
+    await courier.deliver_due()
+    assert store.queue_counts() == {"pending": 1, "dead": 0}
+    clock.now += 24 * 3600
+    await courier.deliver_due()
+    assert store.queue_counts() == {"pending": 0, "dead": 1}
+
+
+def test_due_batch_waits_for_the_head_then_takes_the_queue(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db")
+    seed(store, [1, 2], 0.0, [Target("ops", "a", 10.0)])
+    queue = store.pending_deliveries()
+    assert due_batch(queue, 5.0) == []
+    assert len(due_batch(queue, 10.0)) == 2
+
+
+async def test_a_resolving_transition_says_so(tmp_path: Path) -> None:
+    from orderwatch._detect import KnownOrder
+
+    store, courier, sender, clock, _, _ = make(tmp_path, [A])
+    before = KnownOrder(
+        Order("id-9", 9, "AwaitingCertificateAssignment"), 0.0, True, 0, stuck_alerts=2
+    )
+    [event] = events_for(
+        [Transition(Order("id-9", 9, "Delivered"), before)],
+        announce_new=True,
+        after_gap=False,
+        now=clock.now,
+    )
+    store.record([], [], [(event, [Target("ops", "a", clock.now)])], known={}, now=clock.now)
+    await courier.deliver_due()
+    [(_, title, body)] = sender.sent
+    assert title == "Order #9: AwaitingCertificateAssignment → Delivered"
+    assert "This resolves the alert that it was stuck in AwaitingCertificateAssignment." in body

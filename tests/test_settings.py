@@ -160,7 +160,7 @@ def test_a_fixed_token_is_enough(tmp_path: Path) -> None:
 def test_duplicate_route_names_are_refused(tmp_path: Path) -> None:
     route = '[[notify.routes]]\nname = "ops"\nurls = ["json://127.0.0.1/"]\n'
     found = problems(tmp_path, VALID + route)
-    assert found == ["notify.routes: route names must be unique: ops"]
+    assert found == ["notify: route and webhook names must be unique: ops"]
 
 
 def test_invalid_toml_names_the_file_and_place(tmp_path: Path) -> None:
@@ -299,3 +299,119 @@ def test_the_log_section_is_validated(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, VALID + '[log]\nformat = "json"\n')).log.format == "json"
     [problem] = problems(tmp_path, VALID + '[log]\nformat = "xml"\n')
     assert problem.startswith("log.format: ")
+
+
+NOTIFY = """
+[api]
+base_url = "https://api.example"
+token = "tok"
+
+[notify]
+max_age = "12h"
+
+[[notify.routes]]
+name = "ops"
+urls = ["json://127.0.0.1:9/hook"]
+from_statuses = ["Payed"]
+events = ["status_changed", "stuck"]
+format = "markdown"
+title = "#{{ number }}: {{ previous_status }} → {{ status }}"
+group_wait = "30s"
+digest_threshold = 10
+quiet_hours = "22:00-08:00"
+timezone = "Europe/Moscow"
+urgent = ["Cancelled"]
+
+[[notify.webhooks]]
+name = "erp"
+url = "https://erp.example/hooks/orders"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+statuses = ["Cancelled"]
+
+[[alerts.stuck]]
+status = "AwaitingCertificateAssignment"
+after = "2h"
+repeat = 21600
+"""
+
+
+def test_routes_webhooks_and_stuck_alerts_load(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, NOTIFY))
+    route = settings.notify.routes[0]
+    assert (route.group_wait, route.digest_threshold, route.format) == (30.0, 10, "markdown")
+    assert route.quiet() is not None
+    assert settings.notify.max_age == 12 * 3600
+    assert settings.notify.webhooks[0].secret.get_secret_value().startswith("whsec_")
+    rule = settings.alerts.stuck[0]
+    assert (rule.status, rule.after, rule.repeat) == (
+        "AwaitingCertificateAssignment",
+        7200.0,
+        21600.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ('title = "#{{ number }}', 'title = "#{{ numbr }}'),
+            "notify.routes[0].title: template error: 'numbr' is undefined",
+        ),
+        (
+            ('title = "#{{ number }}', 'title = "#{% if %}'),
+            "notify.routes[0].title: template error on line 1: ",
+        ),
+        (
+            ('group_wait = "30s"', 'group_wait = "soon"'),
+            'notify.routes[0].group_wait: must be a duration such as 30, "90s", "2h" or "1d"',
+        ),
+        (
+            ('quiet_hours = "22:00-08:00"', 'quiet_hours = "late"'),
+            'notify.routes[0].quiet_hours: must look like "22:00-08:00"',
+        ),
+        (
+            ('timezone = "Europe/Moscow"', 'timezone = "Mars/Olympus"'),
+            "notify.routes[0].timezone: unknown time zone 'Mars/Olympus' (e.g. Europe/Moscow)",
+        ),
+        (
+            ('events = ["status_changed", "stuck"]', 'events = ["deleted"]'),
+            "notify.routes[0].events[0]: ",
+        ),
+        (
+            ('secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"', 'secret = "hunter2"'),
+            "notify.webhooks[0].secret: must be a Standard Webhooks secret: whsec_ followed by base64",
+        ),
+        (
+            ('url = "https://erp.example/hooks/orders"', 'url = "erp.example"'),
+            "notify.webhooks[0].url: must be an http:// or https:// URL",
+        ),
+        (('after = "2h"', "after = 0"), "alerts.stuck[0].after: must be > 0"),
+        (('name = "erp"', 'name = "ops"'), "notify: route and webhook names must be unique: ops"),
+        (
+            ("digest_threshold = 10", "digest_threshold = 0"),
+            "notify.routes[0].digest_threshold: must be >= 1",
+        ),
+    ],
+)
+def test_notification_settings_errors_name_their_key(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    [problem] = problems(tmp_path, NOTIFY.replace(*change))
+    assert problem.startswith(expected)
+    assert "hunter2" not in problem
+
+
+def test_webhook_secrets_can_be_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "erp").write_text("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    text = NOTIFY.replace(
+        'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"', 'secret = "credential:erp"'
+    )
+    assert (
+        load_settings(write(tmp_path, text))
+        .notify.webhooks[0]
+        .secret.get_secret_value()
+        .startswith("whsec_")
+    )

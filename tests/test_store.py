@@ -11,7 +11,7 @@ import pytest
 from orderwatch import StateError
 from orderwatch._detect import NewOrder, events_for
 from orderwatch._models import Order
-from orderwatch._store import Sighting, Store
+from orderwatch._store import MIGRATIONS, Sighting, Store, Target
 
 
 def new_order(n: int, status: str = "Created") -> Order:
@@ -31,7 +31,7 @@ def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -
     stored = store.record(
         [Sighting(c.order, i) for i, c in enumerate(changes)],
         changes,
-        [(e, [("ops", "k1"), ("ops", "k2")]) for e in events],
+        [(e, [Target("ops", "k1", 10.0), Target("ops", "k2", 10.0)]) for e in events],
         known={},
         now=10.0,
     )
@@ -46,8 +46,8 @@ def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -
         ("k2", 1),
         ("k2", 2),
     ]
-    store.mark_sent(pending[0], now=11.0)
-    store.mark_dead(pending[1], "gone", now=11.0)
+    store.mark_sent([pending[0]], now=11.0)
+    store.mark_dead([pending[1]], "gone", now=11.0)
     assert store.queue_counts() == {"pending": 2, "dead": 1}
     store.close()
 
@@ -67,7 +67,7 @@ def test_pending_deliveries_survive_reopening(tmp_path: Path) -> None:
     store = Store.open(path)
     change = NewOrder(new_order(1))
     [event] = events_for([change], announce_new=True, after_gap=False, now=5.0)
-    [stored] = store.record([], [change], [(event, [("ops", "k")])], known={}, now=5.0)
+    [stored] = store.record([], [change], [(event, [Target("ops", "k", 5.0)])], known={}, now=5.0)
     store.close()  # as good as a crash: WAL keeps the commit
     reopened = Store.open(path)
     [delivery] = reopened.pending_deliveries()
@@ -102,3 +102,52 @@ def test_a_state_path_that_cannot_exist_is_a_clear_error(tmp_path: Path) -> None
 def test_reading_a_missing_state_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="does not exist"):
         Store.open(tmp_path / "none.db", readonly=True)
+
+
+def test_a_version_1_state_file_is_migrated_with_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[1] + "PRAGMA user_version = 1;")
+    db.execute("INSERT INTO orders VALUES ('a', 7, 'Payed', 0, 1.0, 1, 1.0, 0, NULL, NULL, '2200')")
+    db.execute(
+        "INSERT INTO events (id, kind, order_id, previous_status, status, previous_since, "
+        "previous_since_exact, detected_at, after_gap, order_json) VALUES ('e1', 'created', "
+        '\'a\', NULL, \'Payed\', NULL, 0, 2.0, 0, \'{"id": "a", "number": 7, "status": "Payed"}\')'
+    )
+    db.execute(
+        "INSERT INTO deliveries (event_seq, route, destination, state, next_attempt_at) "
+        "VALUES (1, 'ops', 'k', 'pending', 2.0)"
+    )
+    db.commit()
+    db.close()
+    store = Store.open(path)
+    [known] = store.open_orders()
+    assert (known.order.number, known.stuck_alerts, known.stuck_last) == (7, 0, None)
+    [delivery] = store.pending_deliveries()
+    assert delivery.stored.id == "e1"
+    assert delivery.age_from == 2.0
+    assert not delivery.held
+    assert store.disabled_webhooks() == {}
+    store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_outbox_requeue_and_drop_select_by_event_and_route(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db")
+    for n in (1, 2):
+        change = NewOrder(new_order(n))
+        [event] = events_for([change], announce_new=True, after_gap=False, now=1.0)
+        store.record(
+            [],
+            [change],
+            [(event, [Target("ops", "a", 1.0), Target("erp", "b", 1.0)])],
+            known={},
+            now=1.0,
+        )
+    first = store.pending_deliveries()[0]
+    store.mark_dead([first], "HTTP 500", now=2.0)
+    assert store.requeue(event_id=first.stored.id, now=50.0) == 2
+    revived = [d for d in store.pending_deliveries() if d.stored.id == first.stored.id]
+    assert {(d.age_from, d.next_attempt_at) for d in revived} == {(50.0, 50.0)}
+    assert store.drop(route="erp") == 2
+    assert {d.route for d in store.pending_deliveries()} == {"ops"}

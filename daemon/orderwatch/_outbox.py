@@ -34,7 +34,7 @@ from orderwatch._sinks import Destination, send
 from orderwatch._store import Delivery, Store
 from orderwatch._webhooks import SendOutcome, WebhookSender, payload
 
-__all__ = ["Courier", "due_batch", "retry_delay"]
+__all__ = ["Courier", "due_batch", "next_due", "retry_delay"]
 
 log = logging.getLogger("orderwatch.notify")
 
@@ -59,6 +59,16 @@ def due_batch(queue: Sequence[Delivery], now: float) -> list[Delivery]:
     if not waiting or waiting[0].next_attempt_at > now:
         return []
     return waiting
+
+
+def next_due(queue: Sequence[Delivery]) -> float | None:
+    """When a destination's queue can next send: its first waiting delivery's time, or a held
+    one's (the end of quiet hours), whichever comes first."""
+    times = [d.next_attempt_at for d in queue if d.held]
+    head = next((d for d in queue if not d.held), None)
+    if head is not None:
+        times.append(head.next_attempt_at)
+    return min(times, default=None)
 
 
 class Courier:
@@ -116,11 +126,10 @@ class Courier:
                 if not queue:
                     return
                 await self._deliver_queue(key, queue, self._clock())
-                remaining = self._store.pending_deliveries_for(key)
-                if not remaining:
+                due = next_due(self._store.pending_deliveries_for(key))
+                if due is None:
                     return
-                next_due = min(d.next_attempt_at for d in remaining)
-                await anyio.sleep(min(max(next_due - self._clock(), 0.05), _IDLE_CHECK))
+                await anyio.sleep(min(max(due - self._clock(), 0.05), _IDLE_CHECK))
         finally:
             self._workers.discard(key)
             self._metrics.set_queue(self._store.queue_counts())
@@ -134,7 +143,8 @@ class Courier:
                 group.start_soon(self._deliver_queue, key, list(queue), now)
         self._metrics.set_queue(self._store.queue_counts())
         remaining = self._store.pending_deliveries()
-        return min((d.next_attempt_at for d in remaining), default=None)
+        queues = [next_due(list(q)) for _, q in groupby(remaining, key=lambda d: d.destination)]
+        return min((t for t in queues if t is not None), default=None)
 
     async def _deliver_queue(self, key: str, queue: list[Delivery], now: float) -> None:
         destination = self._destinations.get(key)

@@ -4,8 +4,8 @@
   are recorded, the state file is closed, and :meth:`Service.run` returns.
 - SIGHUP reloads routes, webhooks, ``notify`` settings, stuck-order alerts and poll settings from
   the same file, keeping state and pending deliveries; an invalid file is rejected with its
-  reasons logged, and the running configuration stays. Changes to ``[api]``, ``[state]``, ``[metrics]`` and ``[log]`` need a
-  restart (said in the log).
+  reasons logged, and the running configuration stays. Changes to ``[api]``, ``[state]``,
+  ``[metrics]`` and ``[log]`` need a restart (said in the log).
 - Under systemd it speaks sd_notify: ``READY=1`` once the first cycle has finished, ``STATUS=``
   after each cycle, ``WATCHDOG=1`` from the poll loop itself, ``RELOADING=1``, ``STOPPING=1``.
 """

@@ -1,0 +1,292 @@
+"""Notifications end to end: the daemon as a subprocess, the sandbox, real receivers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from standardwebhooks import Webhook
+
+from orderwatch._sandbox import Sandbox
+
+from .conftest import Daemon, Receiver, wait_until, write_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@dataclass
+class HookReceiver:
+    """Records webhook POSTs (headers and body); ``answer`` sets the status code it replies."""
+
+    server: ThreadingHTTPServer
+    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    answer: int = 204
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/orders"
+
+    def accepted(self) -> list[dict[str, object]]:
+        """Bodies of the accepted posts, each verified with the reference library."""
+        with self.lock:
+            return [Webhook(SECRET).verify(body, headers) for headers, body in self.posts]
+
+
+@pytest.fixture
+def hooks() -> Iterator[HookReceiver]:
+    holder: dict[str, HookReceiver] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            receiver = holder["r"]
+            if receiver.answer < 300:
+                with receiver.lock:
+                    receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(receiver.answer)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    holder["r"] = HookReceiver(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield holder["r"]
+    server.shutdown()
+    server.server_close()
+
+
+def config(tmp_path: Path, sandbox: Sandbox, **notify: object) -> Path:
+    return write_config(
+        tmp_path / "orderwatch.toml",
+        api={
+            "base_url": sandbox.url,
+            "client_id": "sandbox",
+            "client_secret": "sandbox-secret",
+            "max_rps": 200.0,
+        },
+        poll={"interval": 0.3},
+        state={"path": str(tmp_path / "state.db")},
+        metrics={"listen": ""},
+        notify=dict(notify),
+    )
+
+
+def test_signed_webhooks_survive_a_receiver_outage_and_a_kill(
+    tmp_path: Path, sandbox: Sandbox, hooks: HookReceiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = config(tmp_path, sandbox)
+    cfg.write_text(
+        cfg.read_text()
+        + f'\n[[notify.webhooks]]\nname = "erp"\nurl = "{hooks.url}"\nsecret = "{SECRET}"\n'
+    )
+    daemon = daemon_factory(cfg).start()
+    wait_until(lambda: "first sync done" in daemon.log(), what="the first sync")
+    hooks.answer = 503
+    world = sandbox.world
+    with sandbox.lock:
+        a, b = world.open_ids[:2]
+        world.set_status(a, "Cancelled")
+        new = world.add_order()
+    wait_until(
+        lambda: "erp" in daemon.log() and "failed: HTTP 503" in daemon.log(), what="a failing post"
+    )
+    daemon.kill()
+    with sandbox.lock:
+        world.set_status(b, "Delivered")
+    hooks.answer = 204
+    daemon_factory(cfg).start()
+    wait_until(lambda: len(hooks.accepted()) >= 3, what="three webhook posts")
+    time.sleep(1)
+    bodies = hooks.accepted()
+    assert len(bodies) == 3
+    by_number = {body["data"]["number"]: body for body in bodies}  # type: ignore[index]
+    assert by_number[world.by_id[a].number]["type"] == "order.status_changed"
+    assert by_number[world.by_id[a].number]["data"]["status"] == "Cancelled"  # type: ignore[index]
+    assert by_number[new.number]["type"] == "order.created"
+    assert by_number[new.number]["data"]["previous_status"] is None  # type: ignore[index]
+    assert by_number[world.by_id[b].number]["data"]["after_gap"] is True  # type: ignore[index]
+    ids = [headers["webhook-id"] for headers, _ in hooks.posts]
+    assert len(set(ids)) == 3
+    assert all(
+        body["data"]["event_id"] == headers["webhook-id"]
+        for (headers, _), body in zip(hooks.posts, bodies, strict=True)
+    )  # type: ignore[index]
+
+
+def test_a_stuck_order_alerts_reminds_and_its_transition_resolves_it(
+    tmp_path: Path, sandbox: Sandbox, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    world = sandbox.world
+    target = world.open_ids[0]
+    status = "PartiallyDelivered"  # the target alone: one alert every repeat, not a flood
+    for order_id in world.open_ids:
+        world.by_id[order_id].status = status if order_id == target else "Payed"
+    number = world.by_id[target].number
+    cfg = config(tmp_path, sandbox, routes=[{
+        "name": "stuck-only", "urls": [receiver.url], "events": ["stuck"], "group_wait": 0,
+    }])  # fmt: skip
+    cfg.write_text(
+        cfg.read_text() + f'\n[[alerts.stuck]]\nstatus = "{status}"\nafter = "1s"\nrepeat = "2s"\n'
+    )
+    daemon = daemon_factory(cfg).start()
+    wait_until(
+        lambda: sum(f"Order #{number}: stuck in {status}" in t for t in receiver.titles()) >= 2,
+        what="an alert and a reminder",
+    )
+    reminder = [r for r in receiver.received if f"Order #{number}: stuck in" in str(r["title"])][1]
+    assert "(reminder 1)" in str(reminder["message"])
+    with sandbox.lock:
+        world.set_status(target, "Cancelled")
+    resolved = f"Order #{number}: {status} → Cancelled"
+    wait_until(lambda: resolved in receiver.titles(), what="the resolving transition")
+    message = next(r["message"] for r in receiver.received if r["title"] == resolved)
+    assert f"This resolves the alert that it was stuck in {status}." in str(message)
+    others = [t for t in receiver.titles() if "stuck in" not in t and t != resolved]
+    assert others == []  # the route takes stuck events only, plus what resolves them
+    assert daemon.terminate() == 0
+
+
+def test_a_burst_becomes_one_digest(
+    tmp_path: Path, sandbox: Sandbox, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = config(tmp_path, sandbox, routes=[{
+        "name": "ops", "urls": [receiver.url], "group_wait": 1, "digest_threshold": 3,
+    }])  # fmt: skip
+    daemon = daemon_factory(cfg).start()
+    wait_until(lambda: "first sync done" in daemon.log(), what="the first sync")
+    with sandbox.lock:
+        for _ in range(12):
+            sandbox.world.add_order()
+    wait_until(lambda: receiver.titles() != [], what="the digest")
+    time.sleep(1.5)
+    [digest] = receiver.received
+    assert digest["title"] == "12 new orders"
+    assert "new order (Created): 12" in str(digest["message"])
+    assert daemon.terminate() == 0
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orderwatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_routes_explain_shows_who_gets_what_without_sending(
+    tmp_path: Path, sandbox: Sandbox, receiver: Receiver
+) -> None:
+    cfg = config(tmp_path, sandbox, routes=[
+        {"name": "cancellations", "urls": [receiver.url], "statuses": ["Cancelled"], "title": "{{ number }} cancelled ({{ previous_status }})"},
+        {"name": "everything", "urls": [receiver.url]},
+    ])  # fmt: skip
+    cfg.write_text(
+        cfg.read_text()
+        + f'\n[[notify.webhooks]]\nname = "erp"\nurl = "http://127.0.0.1:1/x"\nsecret = "{SECRET}"\nstatuses = ["Delivered"]\n'
+    )
+    result = run_cli(
+        "routes", "explain", "--config", str(cfg), "--status", "Cancelled", "--from", "Payed"
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "+ route cancellations (json://127.0.0.1:" in out
+    assert "    title: 3048 cancelled (Payed)" in out
+    assert "+ route everything" in out
+    assert "    title: Order #3048: Payed → Cancelled" in out
+    assert "- webhook erp (http://127.0.0.1:1/x): not matched" in out
+    assert "2 destination(s) would receive it; nothing was sent." in out
+    assert receiver.received == []
+    hook = run_cli(
+        "routes",
+        "explain",
+        "--config",
+        str(cfg),
+        "--status",
+        "Delivered",
+        "--event",
+        "status_changed",
+        "--from",
+        "PartiallyDelivered",
+    )
+    assert '"type": "order.status_changed"' in hook.stdout
+
+
+def test_outbox_list_retry_and_drop(
+    tmp_path: Path, sandbox: Sandbox, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    receiver.fail_with = 500
+    cfg = config(
+        tmp_path, sandbox, routes=[{"name": "ops", "urls": [receiver.url], "group_wait": 0}]
+    )
+    daemon = daemon_factory(cfg).start()
+    wait_until(lambda: "first sync done" in daemon.log(), what="the first sync")
+    with sandbox.lock:
+        first, second = sandbox.world.add_order(), sandbox.world.add_order()
+    wait_until(lambda: "failed: " in daemon.log(), what="a failure")
+    daemon.terminate()
+    listed = run_cli("outbox", "list", "--config", str(cfg))
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[-1] == "2 deliveries"
+    assert any(
+        f"Order #{first.number}: new order (Created)" in line and "pending" in line
+        for line in lines
+    )
+    event_id = next(line.split()[0] for line in lines if f"#{second.number}:" in line)
+    assert run_cli("outbox", "drop", "--config", str(cfg)).returncode == 1  # says which
+    dropped = run_cli("outbox", "drop", "--config", str(cfg), "--event", event_id)
+    assert dropped.stdout.strip() == "1 deliveries dropped"
+    retried = run_cli("outbox", "retry", "--config", str(cfg), "--route", "ops")
+    assert retried.stdout.startswith("1 deliveries due now")
+    receiver.fail_with = None
+    daemon_factory(cfg).start()
+    wait_until(lambda: receiver.titles() != [], what="the retried delivery")
+    time.sleep(1)
+    assert receiver.titles() == [f"Order #{first.number}: new order (Created)"]
+
+
+def test_notify_test_covers_webhooks_and_status_shows_a_gone_one(
+    tmp_path: Path, sandbox: Sandbox, hooks: HookReceiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = config(tmp_path, sandbox)
+    cfg.write_text(
+        cfg.read_text()
+        + f'\n[[notify.webhooks]]\nname = "erp"\nurl = "{hooks.url}"\nsecret = "{SECRET}"\n'
+    )
+    tested = run_cli("notify-test", "--config", str(cfg))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert tested.stdout.startswith(f"ok     erp: {hooks.url}")
+    [body] = hooks.accepted()
+    assert body["type"] == "orderwatch.test"
+    hooks.answer = 410
+    daemon = daemon_factory(cfg).start()
+    wait_until(lambda: "first sync done" in daemon.log(), what="the first sync")
+    with sandbox.lock:
+        sandbox.world.add_order()
+    wait_until(lambda: "answered 410 Gone: disabled" in daemon.log(), what="the webhook disabled")
+    daemon.terminate()
+    status = run_cli("status", "--config", str(cfg))
+    assert "webhook erp: disabled: the receiver answered 410 Gone" in status.stdout
+    restarted = daemon_factory(cfg).start()
+    wait_until(
+        lambda: "notify: webhook erp stays disabled" in restarted.log(), what="still disabled"
+    )
+    restarted.terminate()
+    assert json.loads(json.dumps(hooks.accepted()))  # the test post only

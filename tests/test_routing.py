@@ -1,0 +1,124 @@
+"""Routing decisions, durations, quiet hours and stuck-order rules. Pure, so tested exactly."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from orderwatch._detect import KnownOrder
+from orderwatch._models import Order
+from orderwatch._routing import Filters, QuietHours, RoutePolicy, parse_duration, plan_delivery
+from orderwatch._stuck import StuckRule, stuck_events
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def at(hour: int, minute: int = 0, day: int = 10) -> float:
+    return datetime(2026, 11, day, hour, minute, tzinfo=MOSCOW).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        (30, 30.0),
+        (1.5, 1.5),
+        ("45", 45.0),
+        ("90s", 90.0),
+        ("2h", 7200.0),
+        ("1h30m", 5400.0),
+        ("1d", 86400.0),
+        ("1w", 604800.0),
+    ],
+)
+def test_durations_read_as_seconds(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "2 hours", "h", True, None, "5x"])
+def test_bad_durations_are_refused(text: object) -> None:
+    with pytest.raises(ValueError, match="must be a duration"):
+        parse_duration(text)
+
+
+def test_no_filter_matches_everything_and_each_filter_narrows() -> None:
+    assert Filters().accepts("created", "Created", None)
+    assert Filters(statuses=frozenset({"Cancelled"})).accepts(
+        "status_changed", "Cancelled", "Payed"
+    )
+    assert not Filters(statuses=frozenset({"Cancelled"})).accepts(
+        "status_changed", "Delivered", "Payed"
+    )
+    from_payed = Filters(from_statuses=frozenset({"Payed"}))
+    assert from_payed.accepts("status_changed", "Cancelled", "Payed")
+    assert not from_payed.accepts("status_changed", "Cancelled", "Created")
+    assert not from_payed.accepts("created", "Payed", None)
+    stuck_only = Filters(events=frozenset({"stuck"}))
+    assert stuck_only.accepts("stuck", "AwaitingCertificateAssignment", None)
+    assert not stuck_only.accepts("status_changed", "Delivered", "Payed")
+
+
+def test_quiet_hours_spanning_midnight_end_the_next_morning() -> None:
+    quiet = QuietHours.parse("22:00-08:00", "Europe/Moscow")
+    assert quiet.end_of_quiet(at(23, 30)) == at(8, 0, day=11)
+    assert quiet.end_of_quiet(at(3, 0)) == at(8, 0)
+    assert quiet.end_of_quiet(at(8, 0)) is None
+    assert quiet.end_of_quiet(at(21, 59)) is None
+
+
+def test_quiet_hours_within_a_day() -> None:
+    quiet = QuietHours.parse("12:00-13:30", "Europe/Moscow")
+    assert quiet.end_of_quiet(at(12, 15)) == at(13, 30)
+    assert quiet.end_of_quiet(at(13, 30)) is None
+
+
+@pytest.mark.parametrize("window", ["22-08", "25:00-08:00", "08:00-08:00", "abc"])
+def test_malformed_quiet_hours_are_refused(window: str) -> None:
+    with pytest.raises(ValueError, match="must"):
+        QuietHours.parse(window, "UTC")
+
+
+def test_a_delivery_is_due_after_group_wait_or_held_until_quiet_hours_end() -> None:
+    policy = RoutePolicy(
+        group_wait=10, digest_threshold=5,
+        quiet_hours=QuietHours.parse("22:00-08:00", "Europe/Moscow"), urgent=frozenset({"Cancelled"}),
+    )  # fmt: skip
+    noon = at(12)
+    assert (
+        plan_delivery(policy, "Payed", noon).due_at,
+        plan_delivery(policy, "Payed", noon).held,
+    ) == (noon + 10, False)
+    night = at(23)
+    held = plan_delivery(policy, "Payed", night)
+    assert (held.due_at, held.held) == (at(8, day=11), True)
+    urgent = plan_delivery(policy, "Cancelled", night)
+    assert (urgent.due_at, urgent.held) == (night + 10, False)
+
+
+def known(status: str, since: float, alerts: int = 0, last: float | None = None) -> KnownOrder:
+    return KnownOrder(
+        Order(f"id-{status}", 1, status), since, True, 0, stuck_alerts=alerts, stuck_last=last
+    )
+
+
+def test_a_stuck_alert_fires_after_the_threshold_then_every_repeat() -> None:
+    rules = [StuckRule("AwaitingCertificateAssignment", after=7200, repeat=21600)]
+    order = known("AwaitingCertificateAssignment", since=0.0)
+    assert stuck_events([order], rules, now=7199) == []
+    [first] = stuck_events([order], rules, now=7200)
+    assert (first.kind, first.reminder, first.previous_since) == ("stuck", 0, 0.0)
+    alerted = known("AwaitingCertificateAssignment", 0.0, alerts=1, last=7200.0)
+    assert stuck_events([alerted], rules, now=7200 + 21599) == []
+    [reminder] = stuck_events([alerted], rules, now=7200 + 21600)
+    assert reminder.reminder == 1
+
+
+def test_without_repeat_a_stuck_order_is_reported_once() -> None:
+    rules = [StuckRule("Payed", after=60)]
+    assert len(stuck_events([known("Payed", 0.0)], rules, now=100)) == 1
+    assert stuck_events([known("Payed", 0.0, alerts=1, last=100.0)], rules, now=10**9) == []
+
+
+def test_orders_in_other_statuses_are_never_stuck() -> None:
+    assert stuck_events([known("Created", 0.0)], [StuckRule("Payed", after=1)], now=10**9) == []
