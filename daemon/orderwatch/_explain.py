@@ -50,6 +50,13 @@ def explain(settings: Settings, *, status: str, previous: str | None, kind: str)
                 f"    sent after {destination.policy.group_wait:g}s, or in a digest if more "
                 f"than {destination.policy.digest_threshold} wait"
             )
+        quiet = destination.policy.quiet_hours
+        if quiet is not None:
+            urgent = status in destination.policy.urgent
+            lines.append(
+                f"    quiet hours {quiet.start:%H:%M}-{quiet.end:%H:%M} {quiet.zone.key}: "
+                + ("urgent, never held" if urgent else "held until they end, then in a digest")
+            )
         title, body = destination.templates.render(event, "evt_sample")
         lines.append(f"    title: {title}")
         lines.extend(
