@@ -151,3 +151,22 @@ def test_outbox_requeue_and_drop_select_by_event_and_route(tmp_path: Path) -> No
     assert {(d.age_from, d.next_attempt_at) for d in revived} == {(50.0, 50.0)}
     assert store.drop(route="erp") == 2
     assert {d.route for d in store.pending_deliveries()} == {"ops"}
+
+
+def test_stuck_alert_timers_survive_a_restart(tmp_path: Path) -> None:
+    from orderwatch._stuck import StuckRule, stuck_events
+
+    path = tmp_path / "s.db"
+    store = Store.open(path)
+    change = NewOrder(new_order(1, "AwaitingCertificateAssignment"))
+    store.record([], [change], [], known={}, now=0.0)
+    rules = [StuckRule("AwaitingCertificateAssignment", after=100, repeat=1000)]
+    [alert] = stuck_events(store.open_orders(), rules, now=150.0)
+    store.record([], [], [(alert, [])], known={}, now=150.0)
+    store.close()
+    reopened = Store.open(path)
+    [known] = reopened.open_orders()
+    assert (known.stuck_alerts, known.stuck_last) == (1, 150.0)
+    assert stuck_events(reopened.open_orders(), rules, now=1149.0) == []
+    [reminder] = stuck_events(reopened.open_orders(), rules, now=1150.0)
+    assert reminder.reminder == 1
