@@ -93,3 +93,9 @@ def test_changes_equal_the_net_observable_changes(
             assert change.previous_status == before[change.order.number]
         else:
             assert change.order.number not in before
+
+
+def test_during_the_first_sync_only_orders_above_its_head_are_announced() -> None:
+    changes = [NewOrder(order(100)), NewOrder(order(101)), NewOrder(order(99))]
+    events = events_for(changes, announce_new=False, after_gap=False, now=1.0, newer_than=100)
+    assert [e.order.number for e in events] == [101]

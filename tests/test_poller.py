@@ -269,11 +269,13 @@ async def test_an_interrupted_first_sync_resumes_without_announcing(
     assert sum(first.store.status_counts().values()) == 20
     await first.api.aclose()
     first.store.close()
+    arrived = [sandbox.world.add_order().number for _ in range(2)]  # while it was down
     second = await make_rig(sandbox, path)
     await second.poller().cycle()
-    assert second.announced == []
+    # the resumed first sync stays silent about old orders, not about ones newer than its start
+    assert sorted(second.titles()) == [f"Order #{n}: new order (Created)" for n in arrived]
     assert second.store.baseline_done
-    assert sum(second.store.status_counts().values()) == 50
+    assert sum(second.store.status_counts().values()) == 52
     await second.api.aclose()
 
 
@@ -286,3 +288,36 @@ async def test_the_first_sync_logs_its_progress_and_records_it(
     assert any(line.startswith("first sync: page 3 of 3, 50 orders learned") for line in lines)
     assert "first sync done: 50 orders known, 8 open" in lines
     assert rig.store.get_meta("sync_total_pages") == "3"
+
+
+async def test_orders_arriving_while_the_first_sync_walks_are_announced(rig: Rig) -> None:
+    """The first sync is silent about what existed, not about what arrives meanwhile."""
+    arrived: list[int] = []
+
+    def arrive() -> None:
+        if rig.sandbox.requests["list"] > 1:  # after page 1: the walk is under way
+            arrived.append(rig.sandbox.world.add_order().number)
+
+    rig.sandbox.before_list.append(arrive)
+    poller = rig.poller()
+    await poller.cycle()
+    rig.sandbox.before_list.clear()
+    assert len(arrived) == 2
+    await poller.cycle()  # they landed on page 1 behind the walk: the next cycle sees them
+    assert sorted(rig.titles()) == sorted(f"Order #{n}: new order (Created)" for n in arrived)
+
+
+async def test_a_first_sync_with_unreadable_orders_walks_again_and_announces_nothing_false(
+    rig: Rig,
+) -> None:
+    from orderwatch._sandbox import Faults
+
+    rig.sandbox.faults = Faults(missing=0.3)
+    poller = rig.poller()
+    await poller.cycle()
+    assert not rig.store.baseline_done  # some orders could not be read: not done yet
+    rig.sandbox.faults = Faults()
+    await poller.cycle()
+    assert rig.store.baseline_done
+    assert sum(rig.store.status_counts().values()) == 50
+    assert rig.announced == []  # no order that existed was announced as new

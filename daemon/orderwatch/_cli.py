@@ -30,6 +30,72 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 
+def _add_routes_outbox_state(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    routes = commands.add_parser(
+        "routes",
+        help="inspect routing: 'routes explain' shows who would get an event",
+        description="Inspect routing without sending anything.",
+    )
+    routes_commands = routes.add_subparsers(dest="routes_command", required=True, metavar="ACTION")
+    explain = routes_commands.add_parser(
+        "explain",
+        parents=[common],
+        help="which routes and webhooks would receive such an event, and what each would get",
+        description="Print which routes and webhooks would receive an event with this status "
+        "(and previous status, and type), and the message each would get. Sends nothing.",
+    )
+    explain.add_argument("--status", required=True, help="the event's (new) status")
+    explain.add_argument("--from", dest="from_status", help="the previous status")
+    explain.add_argument(
+        "--event",
+        choices=["created", "status_changed", "stuck"],
+        help="the event type (default: status_changed with --from, else created)",
+    )
+
+    outbox = commands.add_parser(
+        "outbox",
+        help="list, retry or drop pending and dead deliveries",
+        description="Work on the outbox in the state file (the daemon may be running).",
+    )
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    for action, text in (
+        ("list", "show pending and dead deliveries"),
+        ("retry", "make deliveries due now, their age limit starting again"),
+        ("drop", "delete deliveries (their events stay in the history)"),
+    ):
+        sub = outbox_commands.add_parser(action, parents=[common], help=text, description=text)
+        sub.add_argument(
+            "--state", metavar="PATH", help="the state file (default: from the config)"
+        )
+        sub.add_argument("--event", metavar="ID", help="only this event id")
+        sub.add_argument("--route", metavar="NAME", help="only this route or webhook")
+        if action == "list":
+            sub.add_argument("--dead", action="store_true", help="only dead letters")
+        else:
+            sub.add_argument("--all", action="store_true", help="every pending and dead delivery")
+
+    state = commands.add_parser(
+        "state",
+        help="check or export the state file",
+        description="Work on the state file: 'check' verifies it, 'export' writes orders and "
+        "their status history as JSON lines.",
+    )
+    state_commands = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    for action, text in (
+        ("check", "verify the state file; exit 0 when sound, 1 with the problems otherwise"),
+        ("export", "write every order and its status history as JSON lines"),
+    ):
+        sub = state_commands.add_parser(action, parents=[common], help=text, description=text)
+        sub.add_argument(
+            "--state", metavar="PATH", help="the state file (default: from the config)"
+        )
+        if action == "export":
+            sub.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -87,48 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Send one test message to every destination of every route, print each "
         "(credentials masked) with its outcome; exit 1 if any failed.",
     )
-    routes = commands.add_parser(
-        "routes",
-        help="inspect routing: 'routes explain' shows who would get an event",
-        description="Inspect routing without sending anything.",
-    )
-    routes_commands = routes.add_subparsers(dest="routes_command", required=True, metavar="ACTION")
-    explain = routes_commands.add_parser(
-        "explain",
-        parents=[common],
-        help="which routes and webhooks would receive such an event, and what each would get",
-        description="Print which routes and webhooks would receive an event with this status "
-        "(and previous status, and type), and the message each would get. Sends nothing.",
-    )
-    explain.add_argument("--status", required=True, help="the event's (new) status")
-    explain.add_argument("--from", dest="from_status", help="the previous status")
-    explain.add_argument(
-        "--event",
-        choices=["created", "status_changed", "stuck"],
-        help="the event type (default: status_changed with --from, else created)",
-    )
-
-    outbox = commands.add_parser(
-        "outbox",
-        help="list, retry or drop pending and dead deliveries",
-        description="Work on the outbox in the state file (the daemon may be running).",
-    )
-    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
-    for action, text in (
-        ("list", "show pending and dead deliveries"),
-        ("retry", "make deliveries due now, their age limit starting again"),
-        ("drop", "delete deliveries (their events stay in the history)"),
-    ):
-        sub = outbox_commands.add_parser(action, parents=[common], help=text, description=text)
-        sub.add_argument(
-            "--state", metavar="PATH", help="the state file (default: from the config)"
-        )
-        sub.add_argument("--event", metavar="ID", help="only this event id")
-        sub.add_argument("--route", metavar="NAME", help="only this route or webhook")
-        if action == "list":
-            sub.add_argument("--dead", action="store_true", help="only dead letters")
-        else:
-            sub.add_argument("--all", action="store_true", help="every pending and dead delivery")
+    _add_routes_outbox_state(commands, common)
 
     status = commands.add_parser(
         "status",
@@ -157,6 +182,26 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--list-key", choices=["data", "orders"], default="data")
     sandbox.add_argument("--client-id", default="sandbox")
     sandbox.add_argument("--client-secret", default="sandbox-secret")
+    faults = sandbox.add_argument_group("faults (shares of requests, 0 to 1, unless noted)")
+    for name, text in (
+        ("errors", "answered 500/502/503"),
+        ("resets", "connection closed without an answer"),
+        ("truncated", "200 with a JSON body cut short"),
+        ("slow", "answered only after --slow-seconds"),
+        ("rate-limited", "429 with Retry-After: --retry-after"),
+        ("token-errors", "the token endpoint answers 503"),
+        ("duplicates", "a page repeats an order of the page before"),
+        ("wrong-types", "number and total as strings, total like 2200.00"),
+        ("missing", "an item loses a field or has nulls"),
+    ):
+        faults.add_argument(f"--fault-{name}", type=float, default=0.0, metavar="SHARE", help=text)
+    faults.add_argument("--slow-seconds", type=float, default=15.0)
+    faults.add_argument("--retry-after", type=int, default=1)
+    faults.add_argument("--fault-shift", type=int, default=0, metavar="N",
+                        help="N new orders land at the head before every list request")  # fmt: skip
+    faults.add_argument("--old-spelling", action="store_true", help='"Canceled"')
+    faults.add_argument("--trailing-comma", action="store_true", help="the docs' status body")
+    faults.add_argument("--alternate-keys", action="store_true", help='"data"/"orders" by turns')
 
     demo = commands.add_parser(
         "demo",
@@ -312,6 +357,50 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_state(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+    import sqlite3  # noqa: PLC0415
+
+    from orderwatch._store import SCHEMA_VERSION, Store  # noqa: PLC0415
+
+    path = _state_path(args)
+    store = Store.open(path, readonly=True)
+    try:
+        if args.state_command == "check":
+            problems = store.check()
+            for problem in problems:
+                print(f"state: {path}: {problem}", file=sys.stderr)
+            if problems:
+                return EXIT_FAILURE
+            counts = store.status_counts()
+            queue = store.queue_counts()
+            print(
+                f"state: {path} is sound: schema {store.schema_version} (current "
+                f"{SCHEMA_VERSION}), {sum(counts.values())} orders, {queue['pending']} "
+                f"deliveries pending, {queue['dead']} dead"
+            )
+            return 0
+        out = Path(args.output).open("w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+        try:
+            written = 0
+            for record in store.export():
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        print(f"exported {written} orders", file=sys.stderr)
+    except sqlite3.Error as error:
+        raise OrderwatchError(f"state: cannot read {path}: {error}") from None
+    except OSError as error:
+        raise OrderwatchError(
+            f"state export: cannot write {args.output}: {error.strerror}"
+        ) from None
+    finally:
+        store.close()
+    return 0
+
+
 def _when(timestamp: float | None, *, future: bool = False) -> str:
     if timestamp is None:
         return "never"
@@ -359,8 +448,25 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from orderwatch._sandbox import Sandbox, World  # noqa: PLC0415
+    from orderwatch._sandbox import Faults, Sandbox, World  # noqa: PLC0415
 
+    faults = Faults(
+        errors=args.fault_errors,
+        resets=args.fault_resets,
+        truncated=args.fault_truncated,
+        slow=args.fault_slow,
+        slow_seconds=args.slow_seconds,
+        rate_limited=args.fault_rate_limited,
+        retry_after=args.retry_after,
+        token_errors=args.fault_token_errors,
+        shift=args.fault_shift,
+        duplicates=args.fault_duplicates,
+        wrong_types=args.fault_wrong_types,
+        missing=args.fault_missing,
+        old_spelling=args.old_spelling,
+        trailing_comma=args.trailing_comma,
+        alternate_keys=args.alternate_keys,
+    )
     world = World(
         seed=args.seed, orders=args.orders, open_orders=args.open, arrival_rate=args.arrival_rate
     )
@@ -373,6 +479,8 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
             token_lifetime=args.token_lifetime,
             client_id=args.client_id,
             client_secret=args.client_secret,
+            faults=faults,
+            fault_seed=args.seed,
         )
     except OSError as error:
         raise OrderwatchError(
@@ -407,6 +515,7 @@ _COMMANDS = {
     "health": _cmd_health,
     "routes": _cmd_routes,
     "outbox": _cmd_outbox,
+    "state": _cmd_state,
     "notify-test": _cmd_notify_test,
     "status": _cmd_status,
     "sandbox": _cmd_sandbox,

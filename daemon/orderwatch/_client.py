@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,9 +96,13 @@ class OrdersApi:
     ) -> None:
         from orderwatch._ratelimit import RateLimiter  # noqa: PLC0415 - keeps the import graph flat
 
+        verify: ssl.SSLContext | bool = True  # certificates are always checked
+        if settings.ca_bundle is not None:
+            verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
         self._http = httpx.AsyncClient(
             base_url=settings.base_url,
             timeout=settings.timeout,
+            verify=verify,
             transport=transport,
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "orderwatch"},

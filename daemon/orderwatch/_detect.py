@@ -111,12 +111,18 @@ def detect_changes(known: Mapping[str, KnownOrder], observed: Iterable[Order]) -
 
 
 def events_for(
-    changes: Sequence[Change], *, announce_new: bool, after_gap: bool, now: float
+    changes: Sequence[Change],
+    *,
+    announce_new: bool,
+    after_gap: bool,
+    now: float,
+    newer_than: int | None = None,
 ) -> list[Event]:
     """The events to announce for ``changes``.
 
-    Every transition is announced. A new order is announced only when ``announce_new`` is true
-    (false while learning the orders that existed before the first start).
+    Every transition is announced. A new order is announced when ``announce_new`` is true, or
+    when its number is above ``newer_than`` (during the first sync: the newest order when it
+    began, so that orders arriving while it walks are announced, and older ones are not).
     """
     events: list[Event] = []
     for change in changes:
@@ -133,7 +139,7 @@ def events_for(
                     resolves_stuck=change.previous.stuck_alerts > 0,
                 )
             )
-        elif announce_new:
+        elif announce_new or (newer_than is not None and change.order.number > newer_than):
             events.append(
                 Event(
                     kind="created",

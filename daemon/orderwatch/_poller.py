@@ -36,6 +36,7 @@ __all__ = ["CycleReport", "Poller"]
 log = logging.getLogger("orderwatch")
 
 _PROGRESS_EVERY = 10.0  # seconds between first-sync progress lines
+_BASELINE_TRIES = 3  # full walks a first sync repeats while some orders are unreadable
 
 
 @dataclass(slots=True)
@@ -112,6 +113,7 @@ class Poller:
         self._disabled = disabled if disabled is not None else set()
         # Changes seen in the first cycle after a restart may span the time nobody watched.
         self._after_gap = store.baseline_done
+        self._newer_than: int | None = None
         self._counts: Counter[str] = Counter(store.status_counts())
         self._unknown_to_api: set[str] = set()
         metrics.set_order_counts(self._counts)
@@ -139,6 +141,9 @@ class Poller:
         report = CycleReport()
         baseline = not self._store.baseline_done
         announce_new = self._announce_initial or not baseline
+        self._newer_than = None
+        if baseline and self._store.get_meta("baseline_head") is not None:
+            self._newer_than = int(self._store.get_meta("baseline_head") or 0)
         state = _CycleState(
             open_orders={known.order.id: known for known in self._store.open_orders()},
             arrivals=0 if not any(self._counts.values()) else None,
@@ -150,6 +155,10 @@ class Poller:
         while True:
             page = await self._api.list_orders(page_number)
             report.pages += 1
+            if baseline and self._newer_than is None and page_number == 1:
+                # Orders above today's newest arrive while the first sync walks: they are news.
+                self._newer_than = max((o.number for o in page.orders), default=0)
+                self._store.set_meta(baseline_head=self._newer_than)
             if not full_walk and not page.numbers_decrease:
                 log.warning(
                     "order list is not newest-first on page %d; walking it all", page_number
@@ -185,6 +194,24 @@ class Poller:
             await self._refresh_by_status(state.open_orders[order_id], report)
         if self._stuck_rules and not baseline:
             self._alert_stuck(report)
+        if baseline and state.rejected:
+            tries = int(self._store.get_meta("baseline_tries") or 0) + 1
+            self._store.set_meta(baseline_tries=tries)
+            if tries < _BASELINE_TRIES:
+                # An unreadable order learned later would be announced as new: walk again.
+                log.warning(
+                    "first sync: %d orders could not be read; walking the list again",
+                    state.rejected,
+                )
+                baseline = False  # not done yet; the cycle itself succeeded
+                self._after_gap = False
+                self._store.set_meta(last_successful_poll=self._clock())
+                return report
+            log.warning(
+                "first sync: %d orders still unreadable after %d walks; going on without them",
+                state.rejected,
+                tries,
+            )
         if baseline:
             self._store.set_meta(baseline_done=1)
             log.info(
@@ -207,6 +234,7 @@ class Poller:
         announce_new: bool,
     ) -> None:
         if page.rejected:
+            state.rejected += page.rejected
             log.warning("page %d: %d malformed orders ignored", page_number, page.rejected)
         base = (page_number - 1) * PAGE_SIZE
         if state.arrivals is None:
@@ -270,7 +298,13 @@ class Poller:
         announce_new: bool,
     ) -> None:
         now = self._clock()
-        events = events_for(changes, announce_new=announce_new, after_gap=self._after_gap, now=now)
+        events = events_for(
+            changes,
+            announce_new=announce_new,
+            after_gap=self._after_gap,
+            now=now,
+            newer_than=self._newer_than,
+        )
         plan = [(event, self._targets(event, now)) for event in events]
         stored = self._store.record(sightings, changes, plan, known=known, now=now)
         for change in changes:
@@ -332,3 +366,4 @@ class _CycleState:
     seen: set[str] = field(default_factory=set)
     deferred: list[tuple[str, int]] = field(default_factory=list)
     learned: int = 0
+    rejected: int = 0

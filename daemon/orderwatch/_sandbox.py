@@ -24,9 +24,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final, Self
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
+
 from orderwatch._models import PAGE_SIZE
 
-__all__ = ["Change", "Sandbox", "SandboxOrder", "World"]
+__all__ = ["Change", "Faults", "Reply", "Sandbox", "SandboxApp", "SandboxOrder", "World"]
 
 _NEXT: Final = {
     "Created": ("Payed",),
@@ -151,8 +153,224 @@ class World:
         return self.newest_first[start : start + PAGE_SIZE], total_pages
 
 
-class Sandbox:
-    """Serves a :class:`World` over HTTP on loopback until :meth:`stop`. Thread-safe."""
+@dataclass(slots=True)
+class Faults:
+    """What the sandbox does wrong on purpose, each as a share of requests (0 to 1)."""
+
+    errors: float = 0.0  # answered 500, 502 or 503
+    resets: float = 0.0  # the connection is closed without an answer
+    truncated: float = 0.0  # a 200 whose JSON body is cut short
+    slow: float = 0.0  # answered only after ``slow_seconds`` (past the client's timeout)
+    slow_seconds: float = 0.0
+    rate_limited: float = 0.0  # 429 with ``Retry-After: retry_after``
+    retry_after: int = 1
+    token_errors: float = 0.0  # the token endpoint answers 503
+    shift: int = 0  # new orders land at the head before every list request
+    duplicates: float = 0.0  # a page repeats an order of the page before it
+    wrong_types: float = 0.0  # number and total as strings, total like "2200.00"
+    missing: float = 0.0  # an item loses a field or has nulls
+    old_spelling: bool = False  # "Canceled", as an older docs version spells it
+    trailing_comma: bool = False  # the docs' status body: {"status": "Created",}
+    alternate_keys: bool = False  # the list under "data" and "orders" by turns
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer: a status code, a body (bytes) and headers; ``reset`` drops the connection."""
+
+    code: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    reset: bool = False
+    delay: float = 0.0
+
+
+def _json(code: int, body: object, *headers: tuple[str, str]) -> Reply:
+    return Reply(code, json.dumps(body).encode(), (("Content-Type", "application/json"), *headers))
+
+
+class SandboxApp:
+    """The simulated API's behaviour, transport-free: :meth:`handle` turns a request into a
+    :class:`Reply`. Thread-safe. :class:`Sandbox` serves it over HTTP; :meth:`mock_transport`
+    serves it to an ``httpx`` client in-process."""
+
+    def __init__(
+        self,
+        world: World | None = None,
+        *,
+        list_key: str = "data",
+        token_lifetime: float = 3600.0,
+        client_id: str = "sandbox",
+        client_secret: str = "sandbox-secret",  # noqa: S107 - the sandbox's public demo secret
+        faults: Faults | None = None,
+        fault_seed: int = 0,
+    ) -> None:
+        self.world = world or World()
+        self.list_key = list_key
+        self.token_lifetime = token_lifetime
+        self.client_id, self.client_secret = client_id, client_secret
+        self.faults = faults or Faults()
+        self.lock = threading.RLock()
+        self.requests: Counter[str] = Counter()
+        self.replies: Counter[str] = Counter()  # "endpoint code", for tests and reports
+        self.status_requests: list[str] = []
+        self.forced: list[int] = []  # HTTP codes to answer the next requests with (faults)
+        self.before_list: list[object] = []  # callables run before each list request (tests)
+        self._tokens: dict[str, float] = {}
+        self._fault_rng = random.Random(fault_seed)  # noqa: S311 - simulation
+        self._list_turn = 0
+
+    def issue_token(self) -> str:
+        token = secrets.token_urlsafe(24)
+        self._tokens[token] = time.monotonic() + self.token_lifetime
+        return token
+
+    def token_valid(self, header: str | None) -> bool:
+        if not header or not header.startswith("Bearer "):
+            return False
+        expires = self._tokens.get(header.removeprefix("Bearer "))
+        return expires is not None and time.monotonic() < expires
+
+    def _roll(self, share: float) -> bool:
+        return share > 0 and self._fault_rng.random() < share
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
+        """Answer one request. ``headers`` keys are lower-case."""
+        parts = urlsplit(target)
+        segments = [s for s in parts.path.split("/") if s]
+        if method == "POST" and parts.path == "/connect/token":
+            endpoint = "token"
+        elif method == "GET" and segments == ["v1", "orders"]:
+            endpoint = "list"
+        elif (
+            method == "GET"
+            and len(segments) == 4
+            and segments[:2] == ["v1", "orders"]
+            and segments[3] == "status"
+        ):
+            endpoint = "status"
+        else:
+            return _json(404, {"error": "not found"})
+        with self.lock:
+            self.requests[endpoint] += 1
+            reply = self._fault(endpoint) or self._answer(
+                endpoint, segments, parts.query, headers, body
+            )
+            self.replies[f"{endpoint} {'reset' if reply.reset else reply.code}"] += 1
+        return reply
+
+    def _fault(self, endpoint: str) -> Reply | None:
+        if self.forced:
+            code = self.forced.pop(0)
+            extra = (("Retry-After", "1"),) if code == 429 else ()
+            return _json(code, {"error": "injected fault"}, *extra)
+        f = self.faults
+        if endpoint == "token" and self._roll(f.token_errors):
+            return _json(503, {"error": "temporarily_unavailable"})
+        if self._roll(f.resets):
+            return Reply(0, reset=True)
+        if self._roll(f.errors):
+            return _json(self._fault_rng.choice((500, 502, 503)), {"error": "injected fault"})
+        if self._roll(f.rate_limited):
+            return _json(429, {"error": "too many requests"}, ("Retry-After", str(f.retry_after)))
+        return None
+
+    def _answer(
+        self, endpoint: str, segments: list[str], query: str, headers: dict[str, str], body: bytes
+    ) -> Reply:
+        if endpoint == "token":
+            form = parse_qs(body.decode(errors="replace"))
+            ok = (
+                form.get("grant_type") == ["client_credentials"]
+                and form.get("client_id") == [self.client_id]
+                and form.get("client_secret") == [self.client_secret]
+            )
+            if not ok:
+                return _json(400, {"error": "invalid_request"})
+            return _json(
+                200,
+                {
+                    "access_token": self.issue_token(),
+                    "expires_in": int(self.token_lifetime) or 1,
+                    "token_type": "Bearer",
+                    "scope": "external-api",
+                },
+            )
+        if not self.token_valid(headers.get("authorization")):
+            return _json(401, {"error": "invalid_token"})
+        reply = self._list(query) if endpoint == "list" else self._status(segments[2].lower())
+        delay = self.faults.slow_seconds if self._roll(self.faults.slow) else 0.0
+        if reply.code == 200 and self._roll(self.faults.truncated):
+            reply = Reply(200, reply.body[: len(reply.body) // 2], reply.headers)
+        return Reply(reply.code, reply.body, reply.headers, delay=delay)
+
+    def _list(self, query: str) -> Reply:
+        for hook in self.before_list:
+            hook()  # type: ignore[operator]
+        for _ in range(self.faults.shift):
+            self.world.add_order()
+        raw = (parse_qs(query).get("page") or ["1"])[0]
+        page = int(raw) if raw.isdigit() and int(raw) > 0 else 1
+        orders, total_pages = self.world.page(page)
+        items = [self._present(order.as_json()) for order in orders]
+        if page > 1 and items and self._roll(self.faults.duplicates):
+            previous, _ = self.world.page(page - 1)
+            if previous:
+                items.insert(0, self._present(previous[-1].as_json()))
+        key = self.list_key
+        if self.faults.alternate_keys:
+            self._list_turn += 1
+            key = ("data", "orders")[self._list_turn % 2]
+        return _json(
+            200, {key: items, "totalPages": total_pages, "currentPage": page, "pageSize": PAGE_SIZE}
+        )
+
+    def _present(self, item: dict[str, object]) -> dict[str, object]:
+        f = self.faults
+        if f.old_spelling and item["status"] == "Cancelled":
+            item["status"] = "Canceled"
+        if self._roll(f.wrong_types):
+            item["number"] = str(item["number"])
+            item["total"] = self._fault_rng.choice((str(item["total"]), f"{item['total']}.00"))
+        if self._roll(f.missing):
+            damage = self._fault_rng.choice(("status", "id", "number", "total", "createdDate"))
+            if self._fault_rng.random() < 0.5:
+                item.pop(damage, None)
+            else:
+                item[damage] = None
+        return item
+
+    def _status(self, order_id: str) -> Reply:
+        self.status_requests.append(order_id)
+        order = self.world.by_id.get(order_id)
+        if order is None:
+            return _json(404, {"error": "not found"})
+        status = order.status
+        if self.faults.old_spelling and status == "Cancelled":
+            status = "Canceled"
+        if self.faults.trailing_comma:
+            body = ('{"status": "' + status + '",}').encode()
+            return Reply(200, body, (("Content-Type", "application/json"),))
+        return _json(200, {"status": status})
+
+    def mock_transport(self) -> httpx.MockTransport:
+        """This app as an ``httpx`` transport: no sockets, no threads (for property tests)."""
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            target = request.url.raw_path.decode()
+            reply = self.handle(request.method, target, headers, request.content)
+            if reply.reset:
+                raise httpx.RemoteProtocolError("connection reset", request=request)
+            if reply.delay:
+                raise httpx.ReadTimeout("slow", request=request)
+            return httpx.Response(reply.code, content=reply.body, headers=list(reply.headers))
+
+        return httpx.MockTransport(handler)
+
+
+class Sandbox(SandboxApp):
+    """Serves a :class:`World` over HTTP on loopback until :meth:`stop`."""
 
     def __init__(
         self,
@@ -160,20 +378,9 @@ class Sandbox:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        list_key: str = "data",
-        token_lifetime: float = 3600.0,
-        client_id: str = "sandbox",
-        client_secret: str = "sandbox-secret",  # noqa: S107 - the sandbox's public demo secret
+        **options: object,
     ) -> None:
-        self.world = world or World()
-        self.list_key = list_key
-        self.token_lifetime = token_lifetime
-        self.client_id, self.client_secret = client_id, client_secret
-        self.lock = threading.RLock()
-        self.requests: Counter[str] = Counter()
-        self.status_requests: list[str] = []
-        self.forced: list[int] = []  # HTTP codes to answer the next requests with (faults)
-        self._tokens: dict[str, float] = {}
+        super().__init__(world, **options)  # type: ignore[arg-type]
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -203,6 +410,11 @@ class Sandbox:
         self._ticker = threading.Thread(target=tick, name="sandbox-ticker", daemon=True)
         self._ticker.start()
 
+    def stop_ticking(self) -> None:
+        self._stopping.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+
     def step(self, times: int = 1) -> list[Change]:
         with self.lock:
             return [change for _ in range(times) for change in self.world.step()]
@@ -219,118 +431,32 @@ class Sandbox:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    def issue_token(self) -> str:
-        token = secrets.token_urlsafe(24)
-        self._tokens[token] = time.monotonic() + self.token_lifetime
-        return token
 
-    def token_valid(self, header: str | None) -> bool:
-        if not header or not header.startswith("Bearer "):
-            return False
-        expires = self._tokens.get(header.removeprefix("Bearer "))
-        return expires is not None and time.monotonic() < expires
-
-
-def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:  # noqa: C901 - one closure
+def _handler_for(app: SandboxApp) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             """Quiet: the daemon's own logs tell the story."""
 
-        def _reply(self, code: int, body: object, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _forced(self) -> bool:
-            with sandbox.lock:
-                code = sandbox.forced.pop(0) if sandbox.forced else None
-            if code is None:
-                return False
-            self._reply(
-                code, {"error": "injected fault"}, {"Retry-After": "1"} if code == 429 else None
-            )
-            return True
-
-        def do_POST(self) -> None:
+        def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            form = parse_qs(self.rfile.read(length).decode())
-            if urlsplit(self.path).path != "/connect/token":
-                self._reply(404, {"error": "not found"})
+            body = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            reply = app.handle(self.command, self.path, headers, body)
+            if reply.reset:
+                self.close_connection = True
                 return
-            sandbox.requests["token"] += 1
-            if self._forced():
-                return
-            ok = (
-                form.get("grant_type") == ["client_credentials"]
-                and form.get("client_id") == [sandbox.client_id]
-                and form.get("client_secret") == [sandbox.client_secret]
-            )
-            if not ok:
-                self._reply(400, {"error": "invalid_request"})
-                return
-            with sandbox.lock:
-                token = sandbox.issue_token()
-            self._reply(
-                200,
-                {
-                    "access_token": token,
-                    "expires_in": int(sandbox.token_lifetime),
-                    "token_type": "Bearer",
-                    "scope": "external-api",
-                },
-            )
+            if reply.delay:
+                time.sleep(reply.delay)
+            self.send_response(reply.code)
+            for name, value in reply.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
 
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            segments = [s for s in parts.path.split("/") if s]
-            endpoint = "list" if segments == ["v1", "orders"] else "status"
-            if endpoint == "status" and (len(segments) != 4 or segments[3] != "status"):
-                self._reply(404, {"error": "not found"})
-                return
-            sandbox.requests[endpoint] += 1
-            if self._forced():
-                return
-            with sandbox.lock:
-                authorized = sandbox.token_valid(self.headers.get("Authorization"))
-            if not authorized:
-                self._reply(401, {"error": "invalid_token"})
-                return
-            if endpoint == "list":
-                self._list(parse_qs(parts.query))
-            else:
-                self._status(segments[2].lower())
-
-        def _list(self, query: dict[str, list[str]]) -> None:
-            raw = (query.get("page") or ["1"])[0]
-            page = int(raw) if raw.isdigit() and int(raw) > 0 else 1
-            with sandbox.lock:
-                orders, total_pages = sandbox.world.page(page)
-                items = [order.as_json() for order in orders]
-            self._reply(
-                200,
-                {
-                    sandbox.list_key: items,
-                    "totalPages": total_pages,
-                    "currentPage": page,
-                    "pageSize": PAGE_SIZE,
-                },
-            )
-
-        def _status(self, order_id: str) -> None:
-            with sandbox.lock:
-                sandbox.status_requests.append(order_id)
-                order = sandbox.world.by_id.get(order_id)
-                status = order.status if order else None
-            if status is None:
-                self._reply(404, {"error": "not found"})
-            else:
-                self._reply(200, {"status": status})
+        do_GET = _serve  # noqa: N815 - http.server's naming
+        do_POST = _serve  # noqa: N815
 
     return Handler

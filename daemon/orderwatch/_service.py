@@ -114,7 +114,7 @@ class Service:
         redactor.add(*secrets_in(destinations))
         self.metrics.lifecycle.state("starting")
 
-        store = Store.open(settings.state.path)
+        store = Store.open(settings.state.path, exclusive=True)
         webhooks = WebhookSender()
         server = None
         try:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -124,6 +126,29 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Duration = Annotated[float, BeforeValidator(_duration)]
 
 
+def _loopback(host: str) -> bool:
+    if host.lower() in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _ca_bundle(path: Path) -> Path:
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except OSError as error:
+        raise PydanticCustomError(
+            "file", "cannot read {path}: {reason}", {"path": str(path), "reason": error.strerror}
+        ) from None
+    except ssl.SSLError:
+        raise PydanticCustomError(
+            "file", "{path} holds no PEM certificates", {"path": str(path)}
+        ) from None
+    return path
+
+
 class ApiSettings(_Section):
     base_url: HttpUrl
     client_id: str | None = None
@@ -131,6 +156,20 @@ class ApiSettings(_Section):
     token: Secret | None = None
     timeout: float = Field(default=10.0, gt=0)
     max_rps: float = Field(default=5.0, gt=0)
+    ca_bundle: Annotated[Path, AfterValidator(_ca_bundle)] | None = None
+    allow_insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _no_plain_http_beyond_loopback(self) -> ApiSettings:
+        url = httpx.URL(self.base_url)
+        if url.scheme == "http" and not _loopback(url.host) and not self.allow_insecure_http:
+            raise PydanticCustomError(
+                "insecure",
+                "base_url is plain http:// to {host}: credentials would travel unencrypted; "
+                "use https:// or set api.allow_insecure_http = true",
+                {"host": url.host},
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> ApiSettings:

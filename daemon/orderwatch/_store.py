@@ -14,11 +14,12 @@ Errors opening or writing the file raise :class:`~orderwatch.StateError` naming 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -238,17 +239,23 @@ class Store:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        self._lock_fd: int | None = None
 
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> Store:
-        """Open (and create, unless ``readonly``) the state file at ``path``."""
+    def open(cls, path: Path, *, readonly: bool = False, exclusive: bool = False) -> Store:
+        """Open (and create, unless ``readonly``) the state file at ``path``.
+
+        ``exclusive`` (the daemon) also takes ``<path>.lock``: a second daemon on the same file
+        would announce every change twice, so it is refused.
+        """
         path = Path(path)
+        if readonly and not path.exists():
+            raise StateError(f"state: {path} does not exist (has orderwatch run yet?)")
+        lock_fd = cls._lock(path) if exclusive else None
         try:
             if readonly:
-                if not path.exists():
-                    raise StateError(f"state: {path} does not exist (has orderwatch run yet?)")
                 db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
             else:
                 if not path.exists():
@@ -260,10 +267,42 @@ class Store:
             store = cls(db, path)
             store._prepare(readonly=readonly)
         except sqlite3.Error as error:
+            cls._unlock(lock_fd)
             raise StateError(f"state: cannot open {path}: {error}") from None
         except OSError as error:
+            cls._unlock(lock_fd)
             raise StateError(f"state: cannot open {path}: {error.strerror or error}") from None
+        except StateError:
+            cls._unlock(lock_fd)
+            raise
+        store._lock_fd = lock_fd
         return store
+
+    @staticmethod
+    def _lock(path: Path) -> int:
+        lock_path = path.with_name(path.name + ".lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as error:
+            raise StateError(f"state: cannot open {lock_path}: {error.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StateError(
+                f"state: {path} is in use by another orderwatch (pid {holder}); "
+                "two daemons on one state file would announce every change twice"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return fd
+
+    @staticmethod
+    def _unlock(fd: int | None) -> None:
+        if fd is not None:
+            os.close(fd)  # closing releases the flock
 
     def _prepare(self, *, readonly: bool) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -293,6 +332,78 @@ class Store:
             self._db.close()
         except sqlite3.Error as error:
             raise StateError(f"state: cannot close {self.path}: {error}") from None
+        finally:
+            self._unlock(self._lock_fd)
+            self._lock_fd = None
+
+    # -- integrity and export ---------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """Problems found in the file (empty when it is sound): SQLite's own integrity check,
+        then orderwatch's invariants."""
+        problems = [
+            f"sqlite: {row[0]}"
+            for row in self._db.execute("PRAGMA integrity_check").fetchall()
+            if row[0] != "ok"
+        ]
+        if problems:
+            return problems
+        checks = {
+            "deliveries of events that do not exist": "SELECT count(*) FROM deliveries "
+            "WHERE event_seq NOT IN (SELECT seq FROM events)",
+            "events of orders that do not exist": "SELECT count(*) FROM events "
+            "WHERE order_id NOT IN (SELECT id FROM orders)",
+            "orders whose final flag disagrees with their status": "SELECT count(*) FROM orders "
+            "WHERE is_final != (status IN ('Delivered', 'Cancelled'))",
+            "sent or dead deliveries without a completion time": "SELECT count(*) FROM "
+            "deliveries WHERE state != 'pending' AND done_at IS NULL",
+        }
+        for what, sql in checks.items():
+            count = self._db.execute(sql).fetchone()[0]
+            if count:
+                problems.append(f"{count} {what}")
+        return problems
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def export(self) -> Iterable[dict[str, object]]:
+        """Every order with its status history (events), oldest order first, for JSON lines.
+
+        Holds no secret: the state file never stores URLs or credentials.
+        """
+        orders = self._db.execute(
+            "SELECT id, number, status, created_date, participant_login, total, first_seen, "
+            "status_since FROM orders ORDER BY number"
+        )
+        for order in orders:
+            history = self._db.execute(
+                "SELECT id, kind, previous_status, status, detected_at, after_gap FROM events "
+                "WHERE order_id = ? ORDER BY seq",
+                (order["id"],),
+            ).fetchall()
+            yield {
+                "id": order["id"],
+                "number": order["number"],
+                "status": order["status"],
+                "createdDate": order["created_date"],
+                "participantLogin": order["participant_login"],
+                "total": order["total"],
+                "first_seen": order["first_seen"],
+                "status_since": order["status_since"],
+                "history": [
+                    {
+                        "event_id": event["id"],
+                        "type": event["kind"],
+                        "previous_status": event["previous_status"],
+                        "status": event["status"],
+                        "detected_at": event["detected_at"],
+                        "after_gap": bool(event["after_gap"]),
+                    }
+                    for event in history
+                ],
+            }
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

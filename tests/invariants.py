@@ -1,0 +1,96 @@
+"""An invariant checker independent of the daemon's code: it compares what receivers got with
+the sandbox's own history.
+
+- Nothing false: every delivered ``order.created`` is an order that arrived after the baseline,
+  in a status it really had; every ``order.status_changed`` goes from a status the order had to
+  one it had later (a net change may skip what nobody saw).
+- Nothing twice: one event id per change; an id delivered twice carries the same content (only a
+  delivery in flight at a crash may repeat).
+- Nothing lost (once the daemon has caught up): each new order announced, and each order's chain
+  of announced changes leads from its baseline status to its status now.
+
+The sandbox only moves orders forward, so a given change (order, from, to) happens at most once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from orderwatch._sandbox import Change
+
+
+@dataclass(frozen=True)
+class Delivered:
+    event_id: str
+    type: str
+    number: int
+    previous: str | None
+    status: str
+
+
+def from_webhook(body: Mapping[str, object], event_id: str) -> Delivered:
+    data = body["data"]
+    assert isinstance(data, dict)
+    return Delivered(event_id, str(body["type"]), int(data["number"]), data["previous_status"], str(data["status"]))
+
+
+def violations(
+    initial: Mapping[int, str],
+    history: Iterable[Change],
+    now: Mapping[int, str],
+    delivered: Iterable[Delivered],
+    *,
+    complete: bool,
+) -> list[str]:
+    """Everything wrong with ``delivered``; ``complete``: also demand nothing is missing."""
+    found: list[str] = []
+    statuses: dict[int, list[str]] = {n: [s] for n, s in initial.items()}
+    for change in history:
+        statuses.setdefault(change.number, []).append(change.status)
+    by_id: dict[str, Delivered] = {}
+    for item in delivered:
+        if item.event_id in by_id and by_id[item.event_id] != item:
+            found.append(f"event {item.event_id} delivered with two contents")
+        by_id[item.event_id] = item
+    events = list(by_id.values())
+    for event in events:
+        seq = statuses.get(event.number)
+        if seq is None:
+            found.append(f"#{event.number}: announced but never existed")
+        elif event.type == "order.created":
+            if event.number in initial:
+                found.append(f"#{event.number}: announced as new but existed at the baseline")
+            elif event.status not in seq:
+                found.append(f"#{event.number}: announced new as {event.status}, never had it")
+        elif event.type == "order.status_changed":
+            steps = [i for i, s in enumerate(seq) if s == event.previous]
+            if not any(event.status in seq[i + 1 :] for i in steps):
+                found.append(f"#{event.number}: {event.previous} → {event.status} never happened")
+    same = Counter((e.type, e.number, e.previous, e.status) for e in events)
+    found += [f"#{key[1]}: {key[2]} → {key[3]} announced {n} times" for key, n in same.items() if n > 1]
+    if not complete:
+        return found
+    chains: dict[int, dict[str | None, str]] = defaultdict(dict)
+    created: dict[int, str] = {}
+    for event in events:
+        if event.type == "order.created":
+            created[event.number] = event.status
+        elif event.type == "order.status_changed":
+            chains[event.number][event.previous] = event.status
+    for number, status in now.items():
+        if number in initial:
+            start = initial[number]
+        elif number in created:
+            start = created[number]
+        else:
+            found.append(f"#{number}: a new order never announced")
+            continue
+        reached, seen = start, {start}
+        while reached in chains[number] and chains[number][reached] not in seen:
+            reached = chains[number][reached]
+            seen.add(reached)
+        if reached != status:
+            found.append(f"#{number}: announcements end at {reached}, the order is {status}")
+    return found
