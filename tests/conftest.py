@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -78,6 +79,71 @@ def receiver() -> Iterator[Receiver]:
     holder["r"] = Receiver(server)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    yield holder["r"]
+    server.shutdown()
+    server.server_close()
+
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # a made-up Standard Webhooks secret
+
+
+@dataclass
+class HookReceiver:
+    """Records webhook POSTs (headers and body). ``answer`` is the status it replies;
+    ``fail_share`` makes it answer 503 to that share of posts at random."""
+
+    server: ThreadingHTTPServer
+    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    answer: int = 204
+    fail_share: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    rng: random.Random = field(default_factory=lambda: random.Random(3))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/orders"
+
+    def accepted(self) -> list[dict[str, object]]:
+        """Bodies of the accepted posts, each verified with the reference library."""
+        from standardwebhooks import Webhook
+
+        with self.lock:
+            return [Webhook(SECRET).verify(body, headers) for headers, body in self.posts]
+
+    def delivered(self) -> list[tuple[str, dict[str, object]]]:
+        """``(webhook-id, verified body)`` of every accepted post."""
+        with self.lock:
+            posts = list(self.posts)
+        from standardwebhooks import Webhook
+
+        return [(h["webhook-id"], Webhook(SECRET).verify(b, h)) for h, b in posts]
+
+
+@pytest.fixture
+def hooks() -> Iterator[HookReceiver]:
+    holder: dict[str, HookReceiver] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            receiver = holder["r"]
+            with receiver.lock:
+                code = receiver.answer
+                if code < 300 and receiver.rng.random() < receiver.fail_share:
+                    code = 503
+                if code < 300:
+                    receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    holder["r"] = HookReceiver(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield holder["r"]
     server.shutdown()
     server.server_close()

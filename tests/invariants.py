@@ -33,7 +33,13 @@ class Delivered:
 def from_webhook(body: Mapping[str, object], event_id: str) -> Delivered:
     data = body["data"]
     assert isinstance(data, dict)
-    return Delivered(event_id, str(body["type"]), int(data["number"]), data["previous_status"], str(data["status"]))
+    return Delivered(
+        event_id,
+        str(body["type"]),
+        int(data["number"]),
+        data["previous_status"],
+        str(data["status"]),
+    )
 
 
 def violations(
@@ -69,7 +75,9 @@ def violations(
             if not any(event.status in seq[i + 1 :] for i in steps):
                 found.append(f"#{event.number}: {event.previous} → {event.status} never happened")
     same = Counter((e.type, e.number, e.previous, e.status) for e in events)
-    found += [f"#{key[1]}: {key[2]} → {key[3]} announced {n} times" for key, n in same.items() if n > 1]
+    found += [
+        f"#{key[1]}: {key[2]} → {key[3]} announced {n} times" for key, n in same.items() if n > 1
+    ]
     if not complete:
         return found
     chains: dict[int, dict[str | None, str]] = defaultdict(dict)

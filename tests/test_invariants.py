@@ -16,13 +16,18 @@ NOW = {1: "ReadyForDelivery", 2: "Payed", 3: "Created"}
 
 
 def test_net_changes_and_new_orders_pass() -> None:
-    delivered = [Delivered("e1", "order.status_changed", 1, "Created", "ReadyForDelivery"), Delivered("e2", "order.created", 3, None, "Created")]
+    delivered = [
+        Delivered("e1", "order.status_changed", 1, "Created", "ReadyForDelivery"),
+        Delivered("e2", "order.created", 3, None, "Created"),
+    ]
     assert violations(INITIAL, HISTORY, NOW, delivered, complete=True) == []
 
 
 def test_a_change_that_did_not_happen_is_caught() -> None:
     delivered = [Delivered("e1", "order.status_changed", 2, "Payed", "Cancelled")]
-    assert "#2: Payed → Cancelled never happened" in violations(INITIAL, HISTORY, NOW, delivered, complete=False)
+    assert "#2: Payed → Cancelled never happened" in violations(
+        INITIAL, HISTORY, NOW, delivered, complete=False
+    )
     backwards = [Delivered("e1", "order.status_changed", 1, "ReadyForDelivery", "Created")]
     assert violations(INITIAL, HISTORY, NOW, backwards, complete=False)
 
@@ -37,9 +42,13 @@ def test_duplicates_with_two_ids_are_caught_but_a_redelivered_id_is_not() -> Non
     one = Delivered("e1", "order.created", 3, None, "Created")
     assert violations(INITIAL, HISTORY, NOW, [one, one], complete=False) == []
     two = Delivered("e2", "order.created", 3, None, "Created")
-    assert "#3: None → Created announced 2 times" in violations(INITIAL, HISTORY, NOW, [one, two], complete=False)
+    assert "#3: None → Created announced 2 times" in violations(
+        INITIAL, HISTORY, NOW, [one, two], complete=False
+    )
 
 
 def test_a_baseline_order_announced_as_new_is_caught() -> None:
     wrong = [Delivered("e1", "order.created", 2, None, "Payed")]
-    assert "#2: announced as new but existed at the baseline" in violations(INITIAL, HISTORY, NOW, wrong, complete=False)
+    assert "#2: announced as new but existed at the baseline" in violations(
+        INITIAL, HISTORY, NOW, wrong, complete=False
+    )

@@ -5,69 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from standardwebhooks import Webhook
 
 from orderwatch._sandbox import Sandbox
 
-from .conftest import Daemon, Receiver, wait_until, write_config
+from .conftest import SECRET, Daemon, HookReceiver, Receiver, wait_until, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-@dataclass
-class HookReceiver:
-    """Records webhook POSTs (headers and body); ``answer`` sets the status code it replies."""
-
-    server: ThreadingHTTPServer
-    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    answer: int = 204
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/orders"
-
-    def accepted(self) -> list[dict[str, object]]:
-        """Bodies of the accepted posts, each verified with the reference library."""
-        with self.lock:
-            return [Webhook(SECRET).verify(body, headers) for headers, body in self.posts]
-
-
-@pytest.fixture
-def hooks() -> Iterator[HookReceiver]:
-    holder: dict[str, HookReceiver] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            receiver = holder["r"]
-            if receiver.answer < 300:
-                with receiver.lock:
-                    receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(receiver.answer)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    holder["r"] = HookReceiver(server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield holder["r"]
-    server.shutdown()
-    server.server_close()
 
 
 def config(tmp_path: Path, sandbox: Sandbox, **notify: object) -> Path:

@@ -191,7 +191,8 @@ class Poller:
             self._ingest_page(page, number, known, state, report, announce_new=announce_new)
             by_status.extend(missing_from_page(expected, page))
         for order_id in by_status:
-            await self._refresh_by_status(state.open_orders[order_id], report)
+            if order_id not in state.seen:  # a shifted page may have shown it after all
+                await self._refresh_by_status(order_id, report, state)
         if self._stuck_rules and not baseline:
             self._alert_stuck(report)
         if baseline and state.rejected:
@@ -271,9 +272,14 @@ class Poller:
         if state.arrivals != state.previous_arrivals:
             self._store.set_meta(arrivals=state.arrivals)
 
-    async def _refresh_by_status(self, known: KnownOrder, report: CycleReport) -> None:
-        status = await self._api.order_status(known.order.id)
+    async def _refresh_by_status(
+        self, order_id: str, report: CycleReport, state: _CycleState
+    ) -> None:
+        status = await self._api.order_status(order_id)
         report.statuses += 1
+        state.seen.add(order_id)
+        # Compare with what the store holds now, never with the snapshot the cycle began with.
+        known = self._store.lookup([order_id]).get(order_id) or state.open_orders[order_id]
         if status is None:
             if known.order.id not in self._unknown_to_api:
                 self._unknown_to_api.add(known.order.id)
