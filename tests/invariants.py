@@ -42,44 +42,27 @@ def from_webhook(body: Mapping[str, object], event_id: str) -> Delivered:
     )
 
 
-def violations(
-    initial: Mapping[int, str],
-    history: Iterable[Change],
-    now: Mapping[int, str],
-    delivered: Iterable[Delivered],
-    *,
-    complete: bool,
+def _false(
+    statuses: Mapping[int, list[str]], initial: Mapping[int, str], event: Delivered
+) -> str | None:
+    seq = statuses.get(event.number)
+    if seq is None:
+        return f"#{event.number}: announced but never existed"
+    if event.type == "order.created":
+        if event.number in initial:
+            return f"#{event.number}: announced as new but existed at the baseline"
+        if event.status not in seq:
+            return f"#{event.number}: announced new as {event.status}, never had it"
+    elif event.type == "order.status_changed":
+        steps = [i for i, s in enumerate(seq) if s == event.previous]
+        if not any(event.status in seq[i + 1 :] for i in steps):
+            return f"#{event.number}: {event.previous} → {event.status} never happened"
+    return None
+
+
+def _missing(
+    initial: Mapping[int, str], now: Mapping[int, str], events: list[Delivered]
 ) -> list[str]:
-    """Everything wrong with ``delivered``; ``complete``: also demand nothing is missing."""
-    found: list[str] = []
-    statuses: dict[int, list[str]] = {n: [s] for n, s in initial.items()}
-    for change in history:
-        statuses.setdefault(change.number, []).append(change.status)
-    by_id: dict[str, Delivered] = {}
-    for item in delivered:
-        if item.event_id in by_id and by_id[item.event_id] != item:
-            found.append(f"event {item.event_id} delivered with two contents")
-        by_id[item.event_id] = item
-    events = list(by_id.values())
-    for event in events:
-        seq = statuses.get(event.number)
-        if seq is None:
-            found.append(f"#{event.number}: announced but never existed")
-        elif event.type == "order.created":
-            if event.number in initial:
-                found.append(f"#{event.number}: announced as new but existed at the baseline")
-            elif event.status not in seq:
-                found.append(f"#{event.number}: announced new as {event.status}, never had it")
-        elif event.type == "order.status_changed":
-            steps = [i for i, s in enumerate(seq) if s == event.previous]
-            if not any(event.status in seq[i + 1 :] for i in steps):
-                found.append(f"#{event.number}: {event.previous} → {event.status} never happened")
-    same = Counter((e.type, e.number, e.previous, e.status) for e in events)
-    found += [
-        f"#{key[1]}: {key[2]} → {key[3]} announced {n} times" for key, n in same.items() if n > 1
-    ]
-    if not complete:
-        return found
     chains: dict[int, dict[str | None, str]] = defaultdict(dict)
     created: dict[int, str] = {}
     for event in events:
@@ -87,12 +70,10 @@ def violations(
             created[event.number] = event.status
         elif event.type == "order.status_changed":
             chains[event.number][event.previous] = event.status
+    found = []
     for number, status in now.items():
-        if number in initial:
-            start = initial[number]
-        elif number in created:
-            start = created[number]
-        else:
+        start = initial.get(number, created.get(number))
+        if start is None:
             found.append(f"#{number}: a new order never announced")
             continue
         reached, seen = start, {start}
@@ -102,3 +83,30 @@ def violations(
         if reached != status:
             found.append(f"#{number}: announcements end at {reached}, the order is {status}")
     return found
+
+
+def violations(
+    initial: Mapping[int, str],
+    history: Iterable[Change],
+    now: Mapping[int, str],
+    delivered: Iterable[Delivered],
+    *,
+    complete: bool,
+) -> list[str]:
+    """Everything wrong with ``delivered``; ``complete``: also demand nothing is missing."""
+    statuses: dict[int, list[str]] = {n: [s] for n, s in initial.items()}
+    for change in history:
+        statuses.setdefault(change.number, []).append(change.status)
+    found: list[str] = []
+    by_id: dict[str, Delivered] = {}
+    for item in delivered:
+        if item.event_id in by_id and by_id[item.event_id] != item:
+            found.append(f"event {item.event_id} delivered with two contents")
+        by_id[item.event_id] = item
+    events = list(by_id.values())
+    found += [problem for e in events if (problem := _false(statuses, initial, e))]
+    same = Counter((e.type, e.number, e.previous, e.status) for e in events)
+    found += [
+        f"#{key[1]}: {key[2]} → {key[3]} announced {n} times" for key, n in same.items() if n > 1
+    ]
+    return found + (_missing(initial, now, events) if complete else [])

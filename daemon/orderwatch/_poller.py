@@ -140,7 +140,6 @@ class Poller:
         """Run one cycle. Raises :class:`~orderwatch.ApiError` if it could not finish."""
         report = CycleReport()
         baseline = not self._store.baseline_done
-        announce_new = self._announce_initial or not baseline
         self._newer_than = None
         if baseline and self._store.get_meta("baseline_head") is not None:
             self._newer_than = int(self._store.get_meta("baseline_head") or 0)
@@ -148,9 +147,23 @@ class Poller:
             open_orders={known.order.id: known for known in self._store.open_orders()},
             arrivals=0 if not any(self._counts.values()) else None,
             previous_arrivals=self._store.arrivals,
+            announce_new=self._announce_initial or not baseline,
         )
+        total_pages = await self._walk_head(state, report, baseline=baseline)
+        self._settle_arrivals(state)
+        await self._refresh_stragglers(state, report, total_pages)
+        if self._stuck_rules and not baseline:
+            self._alert_stuck(report)
+        if baseline:
+            self._finish_first_sync(state)
+        self._after_gap = False
+        self._store.set_meta(last_successful_poll=self._clock())
+        return report
+
+    async def _walk_head(self, state: _CycleState, report: CycleReport, *, baseline: bool) -> int:
+        """Pages from 1 while they hold unseen orders (all of them in a full walk)."""
         progress = _Progress(self._store, self._clock) if baseline else None
-        full_walk = baseline
+        report.full_walk = baseline
         page_number = 1
         while True:
             page = await self._api.list_orders(page_number)
@@ -159,24 +172,26 @@ class Poller:
                 # Orders above today's newest arrive while the first sync walks: they are news.
                 self._newer_than = max((o.number for o in page.orders), default=0)
                 self._store.set_meta(baseline_head=self._newer_than)
-            if not full_walk and not page.numbers_decrease:
+            if not report.full_walk and not page.numbers_decrease:
                 log.warning(
                     "order list is not newest-first on page %d; walking it all", page_number
                 )
-                full_walk = True
+                report.full_walk = True
             known = self._store.lookup([order.id for order in page.orders])
-            self._ingest_page(page, page_number, known, state, report, announce_new=announce_new)
+            self._ingest_page(page, page_number, known, state, report)
             if progress is not None:
                 progress.update(page_number, page.total_pages, state.learned)
             oldest_is_new = bool(page.orders) and page.orders[-1].id not in known
             if not head_walk_continues(
-                page, page_number, oldest_is_new=oldest_is_new, full_walk=full_walk
+                page, page_number, oldest_is_new=oldest_is_new, full_walk=report.full_walk
             ):
-                break
+                return page.total_pages
             page_number += 1
-        total_pages = page.total_pages
-        self._settle_arrivals(state)
-        report.full_walk = full_walk
+
+    async def _refresh_stragglers(
+        self, state: _CycleState, report: CycleReport, total_pages: int
+    ) -> None:
+        """Open orders the walk did not show: their predicted pages, else ``/status``."""
         stragglers = [
             Straggler(order_id, known.anchor)
             for order_id, known in state.open_orders.items()
@@ -188,14 +203,14 @@ class Poller:
             page = await self._api.list_orders(number)
             report.pages += 1
             known = self._store.lookup([order.id for order in page.orders])
-            self._ingest_page(page, number, known, state, report, announce_new=announce_new)
+            self._ingest_page(page, number, known, state, report)
             by_status.extend(missing_from_page(expected, page))
         for order_id in by_status:
             if order_id not in state.seen:  # a shifted page may have shown it after all
                 await self._refresh_by_status(order_id, report, state)
-        if self._stuck_rules and not baseline:
-            self._alert_stuck(report)
-        if baseline and state.rejected:
+
+    def _finish_first_sync(self, state: _CycleState) -> None:
+        if state.rejected:
             tries = int(self._store.get_meta("baseline_tries") or 0) + 1
             self._store.set_meta(baseline_tries=tries)
             if tries < _BASELINE_TRIES:
@@ -204,25 +219,18 @@ class Poller:
                     "first sync: %d orders could not be read; walking the list again",
                     state.rejected,
                 )
-                baseline = False  # not done yet; the cycle itself succeeded
-                self._after_gap = False
-                self._store.set_meta(last_successful_poll=self._clock())
-                return report
+                return
             log.warning(
                 "first sync: %d orders still unreadable after %d walks; going on without them",
                 state.rejected,
                 tries,
             )
-        if baseline:
-            self._store.set_meta(baseline_done=1)
-            log.info(
-                "first sync done: %d orders known, %d open",
-                sum(self._counts.values()),
-                self.open_count,
-            )
-        self._after_gap = False
-        self._store.set_meta(last_successful_poll=self._clock())
-        return report
+        self._store.set_meta(baseline_done=1)
+        log.info(
+            "first sync done: %d orders known, %d open",
+            sum(self._counts.values()),
+            self.open_count,
+        )
 
     def _ingest_page(
         self,
@@ -231,8 +239,6 @@ class Poller:
         known: dict[str, KnownOrder],
         state: _CycleState,
         report: CycleReport,
-        *,
-        announce_new: bool,
     ) -> None:
         if page.rejected:
             state.rejected += page.rejected
@@ -254,7 +260,7 @@ class Poller:
         changes = detect_changes(known, page.orders)
         state.seen.update(order.id for order in page.orders)
         state.learned += sum(isinstance(change, NewOrder) for change in changes)
-        self._commit(sightings, changes, known, report, announce_new=announce_new)
+        self._commit(sightings, changes, known, report, announce_new=state.announce_new)
         self._on_page()
 
     def _flush_deferred(self, state: _CycleState) -> None:
@@ -369,6 +375,7 @@ class _CycleState:
     open_orders: dict[str, KnownOrder]
     arrivals: int | None
     previous_arrivals: int
+    announce_new: bool = True
     seen: set[str] = field(default_factory=set)
     deferred: list[tuple[str, int]] = field(default_factory=list)
     learned: int = 0
