@@ -205,6 +205,8 @@ def test_no_secret_reaches_logs_metrics_or_notifications(
         finally:
             daemon.terminate()
     assert len(tokens) >= 2
+    export = run_cli("state", "export", "--config", str(config))
+    assert export.returncode == 0
     log = daemon.log()
     assert "failed: " in log  # the failing destination was logged, masked
     notifications = str(receiver.received)
@@ -212,6 +214,7 @@ def test_no_secret_reaches_logs_metrics_or_notifications(
         assert secret not in log
         assert secret not in scrape
         assert secret not in notifications
+        assert secret not in export.stdout + export.stderr
 
 
 def test_rejected_credentials_are_one_clear_line_and_the_daemon_keeps_running(

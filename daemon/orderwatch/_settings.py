@@ -138,13 +138,13 @@ def _loopback(host: str) -> bool:
 def _ca_bundle(path: Path) -> Path:
     try:
         ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError:  # an OSError too: caught first
+        raise PydanticCustomError(
+            "file", "{path} holds no PEM certificates", {"path": str(path)}
+        ) from None
     except OSError as error:
         raise PydanticCustomError(
             "file", "cannot read {path}: {reason}", {"path": str(path), "reason": error.strerror}
-        ) from None
-    except ssl.SSLError:
-        raise PydanticCustomError(
-            "file", "{path} holds no PEM certificates", {"path": str(path)}
         ) from None
     return path
 
