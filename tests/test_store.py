@@ -170,3 +170,17 @@ def test_stuck_alert_timers_survive_a_restart(tmp_path: Path) -> None:
     assert stuck_events(reopened.open_orders(), rules, now=1149.0) == []
     [reminder] = stuck_events(reopened.open_orders(), rules, now=1150.0)
     assert reminder.reminder == 1
+
+
+def test_a_state_file_locked_by_another_program_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    Store.open(path).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode = DELETE")  # so that an exclusive lock blocks readers
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StateError, match=f"state: cannot open {path}: database is locked"):
+            Store.open(path)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
