@@ -159,6 +159,26 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str =
     pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
+def sandbox_api(sandbox: Sandbox, **extra: object) -> dict[str, object]:
+    """The ``[api]`` section for ``sandbox``: its URL and credentials, a generous budget."""
+    return {
+        "base_url": sandbox.url,
+        "client_id": sandbox.client_id,
+        "client_secret": sandbox.client_secret,
+        "max_rps": 200.0,
+        **extra,
+    }
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``orderwatch ARGS`` in a subprocess, without the caller's ORDERWATCH_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERWATCH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "orderwatch", *args],
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )  # fmt: skip
+
+
 def tool(name: str, package: str) -> str:
     """The path of an external checker; skipped with a reason where it is not installed,
     failed instead under CI (``ORDERWATCH_REQUIRE_TOOLS=1``, set by ``.ci/run``)."""

@@ -17,7 +17,7 @@ import pytest
 
 from orderwatch._sandbox import Faults, Sandbox, World
 
-from .conftest import SECRET, Daemon, HookReceiver, wait_until, write_config
+from .conftest import SECRET, Daemon, HookReceiver, sandbox_api, wait_until, write_config
 from .invariants import Delivered, from_webhook, violations
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -26,13 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 def daemon_config(tmp_path: Path, sandbox: Sandbox, hooks: HookReceiver, **api: object) -> Path:
     path = write_config(
         tmp_path / "orderwatch.toml",
-        api={
-            "base_url": sandbox.url,
-            "client_id": "sandbox",
-            "client_secret": "sandbox-secret",
-            "max_rps": 100.0,
-            **api,
-        },
+        api=sandbox_api(sandbox, **{"max_rps": 100.0, **api}),
         poll={"interval": 0.3},
         state={"path": str(tmp_path / "state.db")},
         metrics={"listen": "127.0.0.1:0"},

@@ -3,7 +3,6 @@ apprise to a local HTTP receiver."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from orderwatch._sandbox import Change, Sandbox, World
 from orderwatch._store import Store
 
-from .conftest import Daemon, Receiver, wait_until, write_config
+from .conftest import Daemon, Receiver, run_cli, wait_until, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -238,24 +237,12 @@ def test_an_unreachable_api_is_logged_and_survived(
 ) -> None:
     config = config_for(tmp_path, sandbox, receiver, base_url="http://127.0.0.1:1")
     daemon = daemon_factory(config).start()
-    wait_until(lambda: "poll failed: token: connection failed" in daemon.log(), what="the failure")
+    wait_until(lambda: "api: token: connection failed" in daemon.log(), what="the failure")
     time.sleep(1)
     assert daemon.proc is not None
     assert daemon.proc.poll() is None
     assert daemon.terminate() == 0
     assert "Traceback" not in daemon.log()
-
-
-def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERWATCH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "orderwatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
 
 
 def test_notify_test_reports_each_destination_masked_and_fails_if_any_failed(

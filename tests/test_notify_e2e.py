@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +11,16 @@ import pytest
 
 from orderwatch._sandbox import Sandbox
 
-from .conftest import SECRET, Daemon, HookReceiver, Receiver, wait_until, write_config
+from .conftest import (
+    SECRET,
+    Daemon,
+    HookReceiver,
+    Receiver,
+    run_cli,
+    sandbox_api,
+    wait_until,
+    write_config,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -21,12 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 def config(tmp_path: Path, sandbox: Sandbox, **notify: object) -> Path:
     return write_config(
         tmp_path / "orderwatch.toml",
-        api={
-            "base_url": sandbox.url,
-            "client_id": "sandbox",
-            "client_secret": "sandbox-secret",
-            "max_rps": 200.0,
-        },
+        api=sandbox_api(sandbox),
         poll={"interval": 0.3},
         state={"path": str(tmp_path / "state.db")},
         metrics={"listen": ""},
@@ -126,16 +128,6 @@ def test_a_burst_becomes_one_digest(
     assert digest["title"] == "12 new orders"
     assert "new order (Created): 12" in str(digest["message"])
     assert daemon.terminate() == 0
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orderwatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_routes_explain_shows_who_gets_what_without_sending(

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orderwatch._metrics import Health, Metrics
 from orderwatch._sandbox import Sandbox
 
-from .conftest import Daemon, Receiver, tool, wait_until, write_config
+from .conftest import Daemon, Receiver, sandbox_api, tool, wait_until, write_config
 
 ROOT = Path(__file__).parent.parent
 UNIT = ROOT / "systemd" / "orderwatch.service"
@@ -112,12 +112,7 @@ def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
 def daemon_config(tmp_path: Path, sandbox: Sandbox, receiver: Receiver, **poll: object) -> Path:
     return write_config(
         tmp_path / "orderwatch.toml",
-        api={
-            "base_url": sandbox.url,
-            "client_id": "sandbox",
-            "client_secret": "sandbox-secret",
-            "max_rps": 200.0,
-        },
+        api=sandbox_api(sandbox),
         poll={"interval": 0.5, **poll},
         state={"path": str(tmp_path / "state.db")},
         metrics={"listen": "127.0.0.1:0"},

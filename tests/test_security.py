@@ -120,3 +120,17 @@ def test_the_metrics_listener_defaults_to_loopback_and_says_so_otherwise(
         what="the warning",
     )
     assert daemon.terminate() == 0
+
+
+def test_a_sigterm_while_the_daemon_starts_still_exits_cleanly(
+    tmp_path: Path, sandbox: Sandbox, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = write_config(
+        tmp_path / "c.toml",
+        api={"base_url": sandbox.url, "client_id": "sandbox", "client_secret": "sandbox-secret"},
+        state={"path": str(tmp_path / "s.db")},
+        metrics={"listen": "127.0.0.1:0"},
+    )
+    daemon = daemon_factory(cfg).start()
+    wait_until(lambda: "metrics on http://" in daemon.log(), what="the start under way")
+    assert daemon.terminate() == 0

@@ -8,7 +8,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,32 +16,15 @@ import pytest
 
 from orderwatch._sandbox import Sandbox
 
-from .conftest import Daemon, Receiver, wait_until, write_config
+from .conftest import Daemon, Receiver, run_cli, sandbox_api, wait_until, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERWATCH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "orderwatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
 
 
 def config(tmp_path: Path, sandbox: Sandbox, receiver: Receiver, state: Path) -> Path:
     return write_config(
         tmp_path / "orderwatch.toml",
-        api={
-            "base_url": sandbox.url,
-            "client_id": "sandbox",
-            "client_secret": "sandbox-secret",
-            "max_rps": 200.0,
-        },
+        api=sandbox_api(sandbox),
         poll={"interval": 0.3},
         state={"path": str(state)},
         metrics={"listen": ""},

@@ -8,6 +8,7 @@ invalid configuration, 1 for anything else. Never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -194,10 +195,13 @@ def _parser() -> argparse.ArgumentParser:
         ("wrong-types", "number and total as strings, total like 2200.00"),
         ("missing", "an item loses a field or has nulls"),
     ):
-        faults.add_argument(f"--fault-{name}", type=float, default=0.0, metavar="SHARE", help=text)
+        faults.add_argument(
+            f"--fault-{name}", dest=name.replace("-", "_"), type=float, default=0.0,
+            metavar="SHARE", help=text,
+        )  # fmt: skip
     faults.add_argument("--slow-seconds", type=float, default=15.0)
     faults.add_argument("--retry-after", type=int, default=1)
-    faults.add_argument("--fault-shift", type=int, default=0, metavar="N",
+    faults.add_argument("--fault-shift", dest="shift", type=int, default=0, metavar="N",
                         help="N new orders land at the head before every list request")  # fmt: skip
     faults.add_argument("--old-spelling", action="store_true", help='"Canceled"')
     faults.add_argument("--trailing-comma", action="store_true", help="the docs' status body")
@@ -450,23 +454,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     from orderwatch._sandbox import Faults, Sandbox, World  # noqa: PLC0415
 
-    faults = Faults(
-        errors=args.fault_errors,
-        resets=args.fault_resets,
-        truncated=args.fault_truncated,
-        slow=args.fault_slow,
-        slow_seconds=args.slow_seconds,
-        rate_limited=args.fault_rate_limited,
-        retry_after=args.retry_after,
-        token_errors=args.fault_token_errors,
-        shift=args.fault_shift,
-        duplicates=args.fault_duplicates,
-        wrong_types=args.fault_wrong_types,
-        missing=args.fault_missing,
-        old_spelling=args.old_spelling,
-        trailing_comma=args.trailing_comma,
-        alternate_keys=args.alternate_keys,
-    )
+    faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})
     world = World(
         seed=args.seed, orders=args.orders, open_orders=args.open, arrival_rate=args.arrival_rate
     )

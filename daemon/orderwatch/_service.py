@@ -104,9 +104,21 @@ class Service:
         self.metrics = Metrics()
         self.health = Health(settings.poll.interval)
         self._last_poll = "not yet"
+        self._early_signal: int | None = None
+
+    def _catch_early_signals(self) -> None:
+        """Until the signal receiver runs, remember a SIGTERM/SIGINT instead of dying of it."""
+
+        def remember(signum: int, _: object) -> None:
+            self._early_signal = signum
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, remember)
 
     async def run(self) -> None:
         settings, options = self.settings, self.options
+        if options.handle_signals:
+            self._catch_early_signals()
         stamina.instrumentation.set_on_retry_hooks([])  # the client logs retries once per streak
         destinations = destinations_for(settings.notify)
         api_secrets = (settings.api.client_secret, settings.api.token)
@@ -254,6 +266,13 @@ class Service:
 
     async def _handle_signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            if self._early_signal is not None:  # it came while the daemon was starting
+                name = signal.Signals(self._early_signal).name
+                log.info("%s received during start: stopping", name)
+                self.metrics.lifecycle.state("stopping")
+                self.notifier.stopping()
+                scope.cancel()
+                return
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     self.reload()
