@@ -57,7 +57,7 @@ def check(
 
 FAULTS = {
     "transport": (
-        Faults(errors=0.15, resets=0.1, truncated=0.1, slow=0.05, slow_seconds=1.5),
+        Faults(errors=0.15, resets=0.1, truncated=0.25, slow=0.05, slow_seconds=1.5),
         {"timeout": 1.0},
         {},
     ),
@@ -120,8 +120,14 @@ def test_the_daemon_rides_out_api_faults_and_catches_up(
         assert re.search(r'orderwatch_api_requests_total\{code="(5\d\d|error|timeout)"', scrape)
     if group == "throttling":
         assert 'code="429"' in scrape
+    if group == "transport":
+        truncated = sum(n for key, n in sandbox.replies.items() if key.endswith(" truncated"))
+        pattern = r"orderwatch_malformed_responses_total\{[^}]*\} ([\d.]+)"
+        assert truncated > 0
+        assert sum(float(n) for n in re.findall(pattern, scrape)) == truncated
     if group == "data":
         assert "malformed orders ignored" in log
+        assert re.search(r"orderwatch_malformed_orders_total [1-9]", scrape)
         assert 'orderwatch_orders{status="OnHold"} 1.0' in scrape
 
 

@@ -267,6 +267,9 @@ def test_a_live_scrape_passes_promtool_and_carries_every_documented_metric(
         "orderwatch_poll_requests",
         "orderwatch_build_info",
         "orderwatch_lifecycle",
+        "orderwatch_malformed_responses",
+        "orderwatch_malformed_orders",
+        "orderwatch_notification_latency_seconds",
     ):
         assert name in names, name
     assert re.search(r'orderwatch_oldest_open_order_age_seconds\{status="Created"\} [\d.]+', scrape)

@@ -93,6 +93,7 @@ class OrdersApi:
         retry: RetryPolicy | None = None,
         observe: Observe = lambda *_: None,
         on_secret: Callable[[str], None] = lambda _: None,
+        on_malformed: Callable[[str], None] = lambda _: None,
     ) -> None:
         from orderwatch._ratelimit import RateLimiter  # noqa: PLC0415 - keeps the import graph flat
 
@@ -110,6 +111,7 @@ class OrdersApi:
         self._limiter = RateLimiter(settings.max_rps)
         self._retry = retry or RetryPolicy()
         self._observe = observe
+        self._on_malformed = on_malformed
         self._failing = False
         self.requests_made = 0
         self._auth: TokenSource
@@ -198,7 +200,11 @@ class OrdersApi:
             return None
         if code != 200:
             raise PermanentApiError(f"{endpoint}: HTTP {code} from the Orders API")
-        return parse(response.content)
+        try:
+            return parse(response.content)
+        except TransientApiError:
+            self._on_malformed(endpoint)
+            raise
 
     async def _get(self, endpoint: str, url: str, token: str) -> httpx.Response:
         request = self._http.build_request("GET", url, headers={"Authorization": f"Bearer {token}"})

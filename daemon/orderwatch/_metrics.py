@@ -96,6 +96,17 @@ class Metrics:
             ["endpoint", "code"],
             registry=r,
         )
+        self.malformed_responses = Counter(
+            "orderwatch_malformed_responses",
+            "Answers of the Orders API whose body could not be read (not JSON, wrong shape).",
+            ["endpoint"],
+            registry=r,
+        )
+        self.malformed_orders = Counter(
+            "orderwatch_malformed_orders",
+            "Orders in list pages skipped for lack of a usable id, number or status.",
+            registry=r,
+        )
         self.last_successful_poll = Gauge(
             "orderwatch_last_successful_poll_timestamp_seconds",
             "Unix time at which the last successful poll cycle finished.",

@@ -242,6 +242,7 @@ class Poller:
     ) -> None:
         if page.rejected:
             state.rejected += page.rejected
+            self._metrics.malformed_orders.inc(page.rejected)
             log.warning("page %d: %d malformed orders ignored", page_number, page.rejected)
         base = (page_number - 1) * PAGE_SIZE
         if state.arrivals is None:

@@ -301,6 +301,7 @@ class SandboxApp:
         reply = self._list(query) if endpoint == "list" else self._status(segments[2].lower())
         delay = self.faults.slow_seconds if self._roll(self.faults.slow) else 0.0
         if reply.code == 200 and self._roll(self.faults.truncated):
+            self.replies[f"{endpoint} truncated"] += 1
             reply = Reply(200, reply.body[: len(reply.body) // 2], reply.headers)
         return Reply(reply.code, reply.body, reply.headers, delay=delay)
 

@@ -147,6 +147,7 @@ class Service:
                 retry=options.retry,
                 observe=self._observe_api,
                 on_secret=redactor.add,
+                on_malformed=lambda e: self.metrics.malformed_responses.labels(endpoint=e).inc(),
             ) as api:
                 self.api, self.store = api, store
                 self.courier = Courier(
