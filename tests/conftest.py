@@ -193,7 +193,9 @@ def tool(name: str, package: str) -> str:
 
 
 def write_config(path: Path, **sections: dict[str, Any]) -> Path:
-    """Write a TOML config from nested dicts (values: str, bool, number, list of str)."""
+    """Write a TOML config from nested dicts (values: str, bool, number, list of str); a list of
+    dicts (``notify={"routes": [...], "webhooks": [...]}``, ``alerts={"stuck": [...]}``) becomes
+    an array of tables."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
@@ -205,13 +207,17 @@ def write_config(path: Path, **sections: dict[str, Any]) -> Path:
         return json.dumps(str(v))
 
     lines: list[str] = []
-    routes = sections.get("notify", {}).pop("routes", []) if "notify" in sections else []
+    tables: list[tuple[str, dict[str, Any]]] = []
     for name, keys in sections.items():
         lines.append(f"[{name}]")
-        lines.extend(f"{k} = {value(v)}" for k, v in keys.items())
-    for route in routes:
-        lines.append("[[notify.routes]]")
-        lines.extend(f"{k} = {value(v)}" for k, v in route.items())
+        for key, v in keys.items():
+            if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                tables.extend((f"{name}.{key}", table) for table in v)
+            else:
+                lines.append(f"{key} = {value(v)}")
+    for name, table in tables:
+        lines.append(f"[[{name}]]")
+        lines.extend(f"{k} = {value(v)}" for k, v in table.items())
     path.write_text("\n".join(lines) + "\n")
     return path
 

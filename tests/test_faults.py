@@ -24,18 +24,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 def daemon_config(tmp_path: Path, sandbox: Sandbox, hooks: HookReceiver, **api: object) -> Path:
-    path = write_config(
+    return write_config(
         tmp_path / "orderwatch.toml",
         api=sandbox_api(sandbox, **{"max_rps": 100.0, **api}),
         poll={"interval": 0.3},
         state={"path": str(tmp_path / "state.db")},
         metrics={"listen": "127.0.0.1:0"},
+        notify={"webhooks": [{"name": "erp", "url": hooks.url, "secret": SECRET}]},
     )
-    path.write_text(
-        path.read_text()
-        + f'[[notify.webhooks]]\nname = "erp"\nurl = "{hooks.url}"\nsecret = "{SECRET}"\n'
-    )
-    return path
 
 
 def snapshot(sandbox: Sandbox) -> dict[int, str]:

@@ -25,25 +25,30 @@ from .conftest import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-def config(tmp_path: Path, sandbox: Sandbox, **notify: object) -> Path:
+def config(
+    tmp_path: Path, sandbox: Sandbox, *, alerts: dict[str, object] | None = None, **notify: object
+) -> Path:
+    sections: dict[str, dict[str, object]] = {"notify": dict(notify)}
+    if alerts:
+        sections["alerts"] = alerts
     return write_config(
         tmp_path / "orderwatch.toml",
         api=sandbox_api(sandbox),
         poll={"interval": 0.3},
         state={"path": str(tmp_path / "state.db")},
         metrics={"listen": ""},
-        notify=dict(notify),
+        **sections,
     )
+
+
+def erp(url: str, **filters: object) -> dict[str, object]:
+    return {"name": "erp", "url": url, "secret": SECRET, **filters}
 
 
 def test_signed_webhooks_survive_a_receiver_outage_and_a_kill(
     tmp_path: Path, sandbox: Sandbox, hooks: HookReceiver, daemon_factory: Callable[[Path], Daemon]
 ) -> None:
-    cfg = config(tmp_path, sandbox)
-    cfg.write_text(
-        cfg.read_text()
-        + f'\n[[notify.webhooks]]\nname = "erp"\nurl = "{hooks.url}"\nsecret = "{SECRET}"\n'
-    )
+    cfg = config(tmp_path, sandbox, webhooks=[erp(hooks.url)])
     daemon = daemon_factory(cfg).start()
     wait_until(lambda: "first sync done" in daemon.log(), what="the first sync")
     hooks.answer = 503
@@ -87,12 +92,11 @@ def test_a_stuck_order_alerts_reminds_and_its_transition_resolves_it(
     for order_id in world.open_ids:
         world.by_id[order_id].status = status if order_id == target else "Payed"
     number = world.by_id[target].number
-    cfg = config(tmp_path, sandbox, routes=[{
-        "name": "stuck-only", "urls": [receiver.url], "events": ["stuck"], "group_wait": 0,
-    }])  # fmt: skip
-    cfg.write_text(
-        cfg.read_text() + f'\n[[alerts.stuck]]\nstatus = "{status}"\nafter = "1s"\nrepeat = "2s"\n'
-    )
+    cfg = config(
+        tmp_path, sandbox,
+        routes=[{"name": "stuck-only", "urls": [receiver.url], "events": ["stuck"], "group_wait": 0}],
+        alerts={"stuck": [{"status": status, "after": "1s", "repeat": "2s"}]},
+    )  # fmt: skip
     daemon = daemon_factory(cfg).start()
     wait_until(
         lambda: sum(f"Order #{number}: stuck in {status}" in t for t in receiver.titles()) >= 2,
@@ -136,11 +140,7 @@ def test_routes_explain_shows_who_gets_what_without_sending(
     cfg = config(tmp_path, sandbox, routes=[
         {"name": "cancellations", "urls": [receiver.url], "statuses": ["Cancelled"], "title": "{{ number }} cancelled ({{ previous_status }})"},
         {"name": "everything", "urls": [receiver.url]},
-    ])  # fmt: skip
-    cfg.write_text(
-        cfg.read_text()
-        + f'\n[[notify.webhooks]]\nname = "erp"\nurl = "http://127.0.0.1:1/x"\nsecret = "{SECRET}"\nstatuses = ["Delivered"]\n'
-    )
+    ], webhooks=[erp("http://127.0.0.1:1/x", statuses=["Delivered"])])  # fmt: skip
     result = run_cli(
         "routes", "explain", "--config", str(cfg), "--status", "Cancelled", "--from", "Payed"
     )
@@ -205,11 +205,7 @@ def test_outbox_list_retry_and_drop(
 def test_notify_test_covers_webhooks_and_status_shows_a_gone_one(
     tmp_path: Path, sandbox: Sandbox, hooks: HookReceiver, daemon_factory: Callable[[Path], Daemon]
 ) -> None:
-    cfg = config(tmp_path, sandbox)
-    cfg.write_text(
-        cfg.read_text()
-        + f'\n[[notify.webhooks]]\nname = "erp"\nurl = "{hooks.url}"\nsecret = "{SECRET}"\n'
-    )
+    cfg = config(tmp_path, sandbox, webhooks=[erp(hooks.url)])
     tested = run_cli("notify-test", "--config", str(cfg))
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert tested.stdout.startswith(f"ok     erp: {hooks.url}")
