@@ -67,3 +67,45 @@ def test_a_page_predicted_past_the_end_is_never_requested() -> None:
 
 def test_expected_orders_missing_from_a_fetched_page_fall_back_to_status() -> None:
     assert missing_from_page(["id-5", "id-9"], page([6, 5, 4])) == ["id-9"]
+
+
+def test_the_interval_shortens_after_changes_and_doubles_back_when_quiet() -> None:
+    from orderwatch._planner import next_interval
+
+    assert next_interval(30, changed=True, interval=30, min_interval=None) == 30
+    assert next_interval(30, changed=True, interval=30, min_interval=5) == 5
+    waits = [5.0]
+    for _ in range(4):
+        waits.append(next_interval(waits[-1], changed=False, interval=30, min_interval=5))
+    assert waits == [5, 10, 20, 30, 30]
+
+
+def test_the_slow_full_walk_covers_every_page_once_per_period_without_bursts() -> None:
+    from orderwatch._planner import reconcile_pages
+
+    day = 86400.0
+    # 5,000 pages over a day, a cycle every 30 s: about two pages a cycle
+    pages, cursor, started = reconcile_pages(
+        1, 5000, started=0.0, now=0.0, full_sync_interval=day, skip=set()
+    )
+    assert (pages, cursor) == ([1], 2)
+    pages, cursor, _ = reconcile_pages(
+        cursor, 5000, started=started, now=30.0, full_sync_interval=day, skip=set()
+    )
+    assert pages == [2]
+    pages, cursor, _ = reconcile_pages(
+        cursor, 5000, started=started, now=60.0, full_sync_interval=day, skip={4}
+    )
+    assert pages == [3]  # page 4 was read anyway this cycle
+    # a three-page list is re-read once a day, not every cycle
+    assert reconcile_pages(2, 3, started=0.0, now=30.0, full_sync_interval=day, skip=set())[0] == []
+    assert reconcile_pages(2, 3, started=0.0, now=day / 3, full_sync_interval=day, skip=set())[
+        0
+    ] == [2]
+    done = reconcile_pages(4, 3, started=0.0, now=day - 1, full_sync_interval=day, skip=set())
+    assert done == ([], 4, 0.0)
+    assert reconcile_pages(4, 3, started=0.0, now=day, full_sync_interval=day, skip=set()) == (
+        [1],
+        2,
+        day,
+    )

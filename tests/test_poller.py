@@ -12,7 +12,7 @@ import pytest
 from orderwatch._client import OrdersApi, RetryPolicy
 from orderwatch._metrics import Metrics
 from orderwatch._poller import Poller
-from orderwatch._sandbox import Sandbox
+from orderwatch._sandbox import Sandbox, World
 from orderwatch._settings import ApiSettings
 from orderwatch._sinks import Destination
 from orderwatch._store import Store, StoredEvent
@@ -321,3 +321,104 @@ async def test_a_first_sync_with_unreadable_orders_walks_again_and_announces_not
     assert rig.store.baseline_done
     assert sum(rig.store.status_counts().values()) == 50
     assert rig.announced == []  # no order that existed was announced as new
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class InFlight(httpx.AsyncBaseTransport):
+    """Counts requests in flight at once (each takes a little while)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.now, self.peak = inner, 0, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import anyio
+
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            await anyio.sleep(0.02)
+            return await self.inner.handle_async_request(request)
+        finally:
+            self.now -= 1
+
+
+async def scattered_rig(tmp_path: Path, **poller: object) -> tuple[Rig, Poller, InFlight]:
+    """Open orders scattered alone through the history: refreshed by /status, one each."""
+    from orderwatch._sandbox import SandboxApp
+
+    world = World(seed=4, orders=200, open_orders=0)
+    for order in world.newest_first[20::15]:
+        world.set_status(order.id, "Payed")
+    app = SandboxApp(world)
+    transport = InFlight(app.mock_transport())
+    settings = ApiSettings(
+        base_url="http://127.0.0.1:9",
+        client_id="sandbox",
+        client_secret="sandbox-secret",
+        max_rps=10_000.0,
+    )
+    api = OrdersApi(
+        settings,
+        transport=transport,
+        retry=RetryPolicy(attempts=1, wait_initial=0, wait_max=0, wait_jitter=0),
+    )
+    rig = Rig(app, Store.open(tmp_path / "s.db"), api, Metrics(), [])  # type: ignore[arg-type]
+    instance = Poller(
+        api, rig.store, [DEST], rig.metrics, on_committed=rig.announced.extend, **poller
+    )  # type: ignore[arg-type]
+    await instance.cycle()
+    return rig, instance, transport
+
+
+async def test_independent_requests_run_concurrently_within_api_concurrency(tmp_path: Path) -> None:
+    rig, poller, transport = await scattered_rig(tmp_path, concurrency=4)
+    transport.peak = 0
+    report = await poller.cycle()
+    assert report.requests >= 8  # one head page, then pages and /status calls side by side
+    assert transport.peak == 4
+    await rig.api.aclose()
+
+
+async def test_one_request_at_a_time_when_concurrency_is_one(tmp_path: Path) -> None:
+    rig, poller, transport = await scattered_rig(tmp_path, concurrency=1)
+    transport.peak = 0
+    await poller.cycle()
+    assert transport.peak == 1
+    await rig.api.aclose()
+
+
+async def test_the_slow_full_walk_finds_an_order_the_head_walk_cannot_see(tmp_path: Path) -> None:
+    """An order that appears deep in the list (not at the head) is found within one period."""
+    clock = FakeClock()
+    rig, poller, _ = await scattered_rig(tmp_path, reconcile=100.0, clock=clock)
+    hidden = rig.sandbox.world._make_order()
+    rig.sandbox.world.newest_first.insert(45, hidden)  # page 3: a lone straggler, read by /status
+    rig.sandbox.world.by_id[hidden.id] = hidden
+    for _ in range(11):
+        clock.now += 10.0  # a tenth of the period: a page more each cycle
+        await poller.cycle()
+    assert f"Order #{hidden.number}: new order (Created)" in rig.titles()
+    await rig.api.aclose()
+
+
+async def test_an_open_order_unknown_to_the_api_makes_the_next_cycle_walk_everything(
+    rig: Rig,
+) -> None:
+    poller = rig.poller()
+    await poller.cycle()
+    for _ in range(45):
+        rig.sandbox.world.add_order(status="Delivered")
+    await poller.cycle()
+    gone = rig.sandbox.world.open_ids[0]
+    rig.sandbox.world.newest_first.remove(rig.sandbox.world.by_id.pop(gone))
+    report = await poller.cycle()
+    assert not report.full_walk
+    assert (await poller.cycle()).full_walk
+    assert not (await poller.cycle()).full_walk

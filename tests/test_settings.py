@@ -415,3 +415,19 @@ def test_webhook_secrets_can_be_credentials(
         .secret.get_secret_value()
         .startswith("whsec_")
     )
+
+
+def test_poll_intervals_take_durations_and_min_interval_stays_below_interval(
+    tmp_path: Path,
+) -> None:
+    text = VALID.replace(
+        "interval = 15", 'interval = "1m"\nmin_interval = "5s"\nfull_sync_interval = "12h"'
+    )
+    poll = load_settings(write(tmp_path, text)).poll
+    assert (poll.interval, poll.min_interval, poll.full_sync_interval) == (60.0, 5.0, 43200.0)
+    bad = VALID.replace("interval = 15", "interval = 10\nmin_interval = 20")
+    assert problems(tmp_path, bad) == ["poll: min_interval must not exceed interval"]
+    assert "api.concurrency: must be >= 1" in problems(
+        tmp_path,
+        VALID.replace('client_id = "my-client"', 'client_id = "my-client"\nconcurrency = 0'),
+    )

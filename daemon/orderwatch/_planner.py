@@ -28,7 +28,9 @@ __all__ = [
     "arrivals_from_sightings",
     "head_walk_continues",
     "missing_from_page",
+    "next_interval",
     "plan_refresh",
+    "reconcile_pages",
 ]
 
 MIN_ORDERS_PER_PAGE = 2  # a page showing two wanted orders already beats two /status calls
@@ -112,3 +114,42 @@ def missing_from_page(expected: Sequence[str], page: OrderPage) -> list[str]:
     """The expected ids a fetched page did not show: they fall back to ``/status``."""
     shown = {order.id for order in page.orders}
     return [order_id for order_id in expected if order_id not in shown]
+
+
+def next_interval(
+    current: float, *, changed: bool, interval: float, min_interval: float | None
+) -> float:
+    """The wait before the next cycle: ``min_interval`` right after a cycle that saw changes,
+    then doubling with each quiet cycle, back up to ``interval``."""
+    if min_interval is None:
+        return interval
+    if changed:
+        return min_interval
+    return min(interval, max(current, min_interval) * 2)
+
+
+def reconcile_pages(
+    cursor: int,
+    total_pages: int,
+    *,
+    started: float,
+    now: float,
+    full_sync_interval: float,
+    skip: set[int],
+) -> tuple[list[int], int, float]:
+    """The slice of the slow full walk due ``now``: ``(pages, next cursor, sweep start)``.
+
+    A sweep reads every page once per ``full_sync_interval``, page ``k`` of ``n`` becoming due
+    ``(k - 1) / n`` of the way through, so it never bursts and a small list is not re-read
+    every cycle. Pages the cycle already fetched (``skip``) count as read. When a sweep is
+    done, the next starts a ``full_sync_interval`` after the last one began.
+    """
+    if total_pages <= 0:
+        return [], cursor, started
+    if cursor > total_pages:
+        if now - started < full_sync_interval:
+            return [], cursor, started
+        cursor, started = 1, now
+    due = min(total_pages, int(total_pages * (now - started) / full_sync_interval) + 1)
+    pages = [page for page in range(cursor, due + 1) if page not in skip]
+    return pages, max(cursor, due + 1), started

@@ -11,11 +11,15 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
+
+import anyio
 
 from orderwatch._client import OrdersApi
 from orderwatch._detect import Change, Event, KnownOrder, NewOrder, detect_changes, events_for
+from orderwatch._exceptions import ApiError
 from orderwatch._messages import title_for
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE, OrderPage
@@ -25,6 +29,7 @@ from orderwatch._planner import (
     head_walk_continues,
     missing_from_page,
     plan_refresh,
+    reconcile_pages,
 )
 from orderwatch._routing import plan_delivery
 from orderwatch._sinks import Destination
@@ -102,7 +107,11 @@ class Poller:
         on_page: Callable[[], None] = lambda: None,
         stuck_rules: Sequence[StuckRule] = (),
         disabled: set[str] | None = None,
+        concurrency: int = 1,
+        reconcile: float | None = None,
     ) -> None:
+        """``concurrency``: independent requests in flight at once (inside the rate budget).
+        ``reconcile``: the period in which to re-read the whole list, a few pages a cycle."""
         self._api, self._store, self._metrics = api, store, metrics
         self._destinations = list(destinations)
         self._announce_initial = announce_initial
@@ -111,6 +120,8 @@ class Poller:
         self._on_page = on_page
         self._stuck_rules = list(stuck_rules)
         self._disabled = disabled if disabled is not None else set()
+        self._concurrency = concurrency
+        self._reconcile = reconcile
         # Changes seen in the first cycle after a restart may span the time nobody watched.
         self._after_gap = store.baseline_done
         self._newer_than: int | None = None
@@ -124,11 +135,13 @@ class Poller:
         *,
         announce_initial: bool,
         stuck_rules: Sequence[StuckRule] = (),
+        reconcile: float | None = None,
     ) -> None:
         """Route future events to ``destinations`` (a reload); committed ones keep theirs."""
         self._destinations = list(destinations)
         self._announce_initial = announce_initial
         self._stuck_rules = list(stuck_rules)
+        self._reconcile = reconcile
 
     @property
     def open_count(self) -> int:
@@ -149,9 +162,14 @@ class Poller:
             previous_arrivals=self._store.arrivals,
             announce_new=self._announce_initial or not baseline,
         )
-        total_pages = await self._walk_head(state, report, baseline=baseline)
+        full_walk = baseline or self._store.get_meta("full_walk_requested") == "1"
+        total_pages = await self._walk_head(state, report, full_walk=full_walk, baseline=baseline)
+        if full_walk and not baseline:
+            self._store.set_meta(full_walk_requested=0)
         self._settle_arrivals(state)
         await self._refresh_stragglers(state, report, total_pages)
+        if self._reconcile is not None and not full_walk:
+            await self._reconcile_slice(state, report, total_pages)
         if self._stuck_rules and not baseline:
             self._alert_stuck(report)
         if baseline:
@@ -160,10 +178,12 @@ class Poller:
         self._store.set_meta(last_successful_poll=self._clock())
         return report
 
-    async def _walk_head(self, state: _CycleState, report: CycleReport, *, baseline: bool) -> int:
+    async def _walk_head(
+        self, state: _CycleState, report: CycleReport, *, full_walk: bool, baseline: bool
+    ) -> int:
         """Pages from 1 while they hold unseen orders (all of them in a full walk)."""
         progress = _Progress(self._store, self._clock) if baseline else None
-        report.full_walk = baseline
+        report.full_walk = full_walk
         page_number = 1
         while True:
             page = await self._api.list_orders(page_number)
@@ -177,6 +197,7 @@ class Poller:
                     "order list is not newest-first on page %d; walking it all", page_number
                 )
                 report.full_walk = True
+            state.fetched.add(page_number)
             known = self._store.lookup([order.id for order in page.orders])
             self._ingest_page(page, page_number, known, state, report)
             if progress is not None:
@@ -199,15 +220,65 @@ class Poller:
         ]
         plan = plan_refresh(stragglers, state.arrivals or 0, total_pages=total_pages)
         by_status = list(plan.statuses)
-        for number, expected in plan.pages.items():
-            page = await self._api.list_orders(number)
-            report.pages += 1
-            known = self._store.lookup([order.id for order in page.orders])
-            self._ingest_page(page, number, known, state, report)
+
+        async def fetch(number: int, expected: tuple[str, ...]) -> None:
+            page = await self._fetch_page(number, state, report)
             by_status.extend(missing_from_page(expected, page))
-        for order_id in by_status:
-            if order_id not in state.seen:  # a shifted page may have shown it after all
-                await self._refresh_by_status(order_id, report, state)
+
+        await self._concurrently([partial(fetch, n, e) for n, e in plan.pages.items()])
+        # Not before: a page fetched just now may have shown an order after all.
+        await self._concurrently(
+            [
+                partial(self._refresh_by_status, order_id, report, state)
+                for order_id in dict.fromkeys(by_status)
+                if order_id not in state.seen
+            ]
+        )
+
+    async def _fetch_page(self, number: int, state: _CycleState, report: CycleReport) -> OrderPage:
+        page = await self._api.list_orders(number)
+        report.pages += 1
+        state.fetched.add(number)
+        known = self._store.lookup([order.id for order in page.orders])
+        self._ingest_page(page, number, known, state, report)
+        return page
+
+    async def _concurrently(self, jobs: Sequence[Callable[[], Awaitable[object]]]) -> None:
+        """Run ``jobs`` at most ``concurrency`` at a time; the first API error is raised as is."""
+        if not jobs:
+            return
+        limiter = anyio.CapacityLimiter(self._concurrency)
+
+        async def run(job: Callable[[], Awaitable[object]]) -> None:
+            async with limiter:
+                await job()
+
+        try:
+            async with anyio.create_task_group() as group:
+                for job in jobs:
+                    group.start_soon(run, job)
+        except BaseExceptionGroup as errors:
+            first = _first(errors, ApiError)
+            if first is None:
+                raise
+            raise first from None
+
+    async def _reconcile_slice(
+        self, state: _CycleState, report: CycleReport, total_pages: int
+    ) -> None:
+        """A few more pages of the slow full walk (``poll.full_sync_interval``)."""
+        assert self._reconcile is not None  # noqa: S101 - checked by the caller
+        now = self._clock()
+        pages, cursor, started = reconcile_pages(
+            int(self._store.get_meta("reconcile_cursor") or 1),
+            total_pages,
+            started=float(self._store.get_meta("reconcile_started") or now),
+            now=now,
+            full_sync_interval=self._reconcile,
+            skip=state.fetched,
+        )
+        await self._concurrently([partial(self._fetch_page, n, state, report) for n in pages])
+        self._store.set_meta(reconcile_cursor=cursor, reconcile_started=started)
 
     def _finish_first_sync(self, state: _CycleState) -> None:
         if state.rejected:
@@ -289,6 +360,9 @@ class Poller:
         known = self._store.lookup([order_id]).get(order_id) or state.open_orders[order_id]
         if status is None:
             if known.order.id not in self._unknown_to_api:
+                # An open order the API does not know: the list is not what we think. Walk it
+                # all, once (an order that stays unknown does not make every cycle a full walk).
+                self._store.set_meta(full_walk_requested=1)
                 self._unknown_to_api.add(known.order.id)
                 log.warning(
                     "order #%d: the API answers 404 for its status; keeping it open as %s",
@@ -378,6 +452,16 @@ class _CycleState:
     previous_arrivals: int
     announce_new: bool = True
     seen: set[str] = field(default_factory=set)
+    fetched: set[int] = field(default_factory=set)
     deferred: list[tuple[str, int]] = field(default_factory=list)
     learned: int = 0
     rejected: int = 0
+
+
+def _first(group: BaseExceptionGroup[BaseException], kind: type[ApiError]) -> ApiError | None:
+    for error in group.exceptions:
+        if isinstance(error, kind):
+            return error
+        if isinstance(error, BaseExceptionGroup) and (found := _first(error, kind)):
+            return found
+    return None

@@ -36,6 +36,7 @@ from orderwatch._exceptions import (
 from orderwatch._logging import redactor
 from orderwatch._metrics import Health, Metrics, MetricsServer
 from orderwatch._outbox import Courier
+from orderwatch._planner import next_interval
 from orderwatch._poller import Poller
 from orderwatch._settings import Settings, load_settings
 from orderwatch._sinks import destinations_for, secrets_in
@@ -105,6 +106,7 @@ class Service:
         self.health = Health(settings.poll.interval)
         self._last_poll = "not yet"
         self._early_signal: int | None = None
+        self._interval = settings.poll.interval
 
     def _catch_early_signals(self) -> None:
         """Until the signal receiver runs, remember a SIGTERM/SIGINT instead of dying of it."""
@@ -162,6 +164,8 @@ class Service:
                     on_committed=lambda _: self.courier.wake(),
                     on_page=self._on_page,
                     stuck_rules=stuck_rules(settings),
+                    concurrency=settings.api.concurrency,
+                    reconcile=settings.poll.full_sync_interval,
                     disabled=disabled,
                 )
                 log.info(
@@ -246,6 +250,14 @@ class Service:
                 first = False
             else:
                 self.notifier.status(status)
+            changed = outcome == "ok" and bool(report.new_orders or report.transitions)
+            poll = self.settings.poll
+            self._interval = next_interval(
+                self._interval,
+                changed=changed,
+                interval=poll.interval,
+                min_interval=poll.min_interval,
+            )
             await self._wait_for_next_cycle(started)
 
     def _status_line(self, pending: int) -> str:
@@ -257,7 +269,9 @@ class Service:
     async def _wait_for_next_cycle(self, started: float) -> None:
         while True:
             self.notifier.watchdog()
-            remaining = started + self.settings.poll.interval - anyio.current_time()
+            remaining = (
+                started + min(self._interval, self.settings.poll.interval) - anyio.current_time()
+            )
             if remaining <= 0:
                 return
             nap = min(remaining, _MAX_NAP, self.notifier.watchdog_interval or _MAX_NAP)
@@ -303,7 +317,10 @@ class Service:
             self.store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
             self.courier.disabled.intersection_update(self.store.disabled_webhooks())
             self.poller.configure(
-                destinations, announce_initial=new.notify.initial, stuck_rules=stuck_rules(new)
+                destinations,
+                announce_initial=new.notify.initial,
+                stuck_rules=stuck_rules(new),
+                reconcile=new.poll.full_sync_interval,
             )
             self.courier.configure(destinations)
             self.courier.wake()

@@ -156,6 +156,7 @@ class ApiSettings(_Section):
     token: Secret | None = None
     timeout: float = Field(default=10.0, gt=0)
     max_rps: float = Field(default=5.0, gt=0)
+    concurrency: int = Field(default=4, ge=1, le=64)
     ca_bundle: Annotated[Path, AfterValidator(_ca_bundle)] | None = None
     allow_insecure_http: bool = False
 
@@ -186,7 +187,15 @@ class ApiSettings(_Section):
 
 
 class PollSettings(_Section):
-    interval: float = Field(default=30.0, gt=0)
+    interval: Duration = Field(default=30.0, gt=0)
+    min_interval: Duration | None = Field(default=None, gt=0)
+    full_sync_interval: Duration = Field(default=24 * 3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _min_below_interval(self) -> PollSettings:
+        if self.min_interval is not None and self.min_interval > self.interval:
+            raise PydanticCustomError("interval", "min_interval must not exceed interval")
+        return self
 
 
 class StateSettings(_Section):
