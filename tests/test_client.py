@@ -267,3 +267,35 @@ async def test_error_messages_carry_no_secret() -> None:
         with pytest.raises(TransientApiError) as caught:
             await client.list_orders(1)
     assert SECRET not in str(caught.value)
+
+
+async def test_conditional_requests_reuse_an_unchanged_answer() -> None:
+    from orderwatch._sandbox import SandboxApp, World
+
+    world = World(seed=3, orders=30, open_orders=4)
+    app = SandboxApp(world)
+    seen: list[tuple[str | None, int]] = []
+    inner = app.mock_transport()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        response = await inner.handle_async_request(request)
+        if request.url.path.endswith("/orders"):
+            seen.append((request.headers.get("If-None-Match"), response.status_code))
+        return response
+
+    settings_ = ApiSettings(
+        base_url="http://127.0.0.1:9",
+        client_id="sandbox",
+        client_secret="sandbox-secret",
+        max_rps=1000.0,
+    )
+    async with OrdersApi(settings_, transport=httpx.MockTransport(handler), retry=FAST) as api:
+        first = await api.list_orders(1)
+        again = await api.list_orders(1)
+        world.add_order()
+        changed = await api.list_orders(1)
+    assert again == first
+    assert changed.orders[0].number == first.orders[0].number + 1
+    assert [code for _, code in seen] == [200, 304, 200]
+    assert seen[0][0] is None
+    assert seen[1][0] is not None

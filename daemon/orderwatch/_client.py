@@ -13,6 +13,7 @@ import email.utils
 import logging
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ log = logging.getLogger("orderwatch.api")
 T = TypeVar("T")
 Observe = Callable[[str, str, float], None]  # endpoint, code, seconds
 _MAX_RETRY_AFTER: Final = 300.0  # longer waits would outlast the systemd watchdog (10 min)
+_ETAG_CACHE: Final = 512  # answers remembered for conditional requests (If-None-Match)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,8 @@ class OrdersApi:
         self._retry = retry or RetryPolicy()
         self._observe = observe
         self._on_malformed = on_malformed
+        # url -> (ETag, parsed answer): a 304 reuses the answer without reading a body
+        self._etags: OrderedDict[str, tuple[str, object]] = OrderedDict()
         self._failing = False
         self.requests_made = 0
         self._auth: TokenSource
@@ -180,9 +184,28 @@ class OrdersApi:
 
     async def _once(self, endpoint: str, url: str, parse: Callable[[bytes], T]) -> T | None:
         token = await self._auth.token()
-        response = await self._get(endpoint, url, token)
+        cached = self._etags.get(url)
+        etag = cached[0] if cached else None
+        response = await self._get(endpoint, url, token, etag)
         if response.status_code == 401 and self._auth.invalidate(token):
-            response = await self._get(endpoint, url, await self._auth.token())
+            response = await self._get(endpoint, url, await self._auth.token(), etag)
+        if response.status_code == 304 and cached is not None:
+            self._etags.move_to_end(url)
+            return cached[1]  # type: ignore[return-value]  # stored by this same url's parse
+        if response.status_code == 404 and endpoint == "status":
+            return None
+        self._raise_for_status(endpoint, response)
+        try:
+            result = parse(response.content)
+        except TransientApiError:
+            self._on_malformed(endpoint)
+            raise
+        if tag := response.headers.get("ETag"):
+            self._remember(url, tag, result)
+        return result
+
+    def _raise_for_status(self, endpoint: str, response: httpx.Response) -> None:
+        """The error an answer other than 200 means, if any."""
         code = response.status_code
         if code == 401:
             raise CredentialsError(
@@ -196,18 +219,20 @@ class OrdersApi:
             raise RateLimitedError(f"{endpoint}: rate limited (HTTP 429)", wait)
         if code >= 500:
             raise TransientApiError(f"{endpoint}: HTTP {code} from the Orders API")
-        if code == 404 and endpoint == "status":
-            return None
         if code != 200:
             raise PermanentApiError(f"{endpoint}: HTTP {code} from the Orders API")
-        try:
-            return parse(response.content)
-        except TransientApiError:
-            self._on_malformed(endpoint)
-            raise
 
-    async def _get(self, endpoint: str, url: str, token: str) -> httpx.Response:
-        request = self._http.build_request("GET", url, headers={"Authorization": f"Bearer {token}"})
+    def _remember(self, url: str, tag: str, result: object) -> None:
+        self._etags[url] = (tag, result)
+        self._etags.move_to_end(url)
+        while len(self._etags) > _ETAG_CACHE:
+            self._etags.popitem(last=False)
+
+    async def _get(self, endpoint: str, url: str, token: str, etag: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        if etag:
+            headers["If-None-Match"] = etag
+        request = self._http.build_request("GET", url, headers=headers)
         return await self._send(endpoint, request)
 
     async def _send(self, endpoint: str, request: httpx.Request) -> httpx.Response:

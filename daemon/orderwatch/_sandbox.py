@@ -11,6 +11,7 @@ with what was announced.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import secrets
@@ -204,8 +205,10 @@ class SandboxApp:
         client_secret: str = "sandbox-secret",  # noqa: S107 - the sandbox's public demo secret
         faults: Faults | None = None,
         fault_seed: int = 0,
+        etags: bool = True,
     ) -> None:
         self.world = world or World()
+        self.etags = etags  # answer If-None-Match with 304, as an API with ETags would
         self.list_key = list_key
         self.token_lifetime = token_lifetime
         self.client_id, self.client_secret = client_id, client_secret
@@ -299,6 +302,11 @@ class SandboxApp:
         if not self.token_valid(headers.get("authorization")):
             return _json(401, {"error": "invalid_token"})
         reply = self._list(query) if endpoint == "list" else self._status(segments[2].lower())
+        if reply.code == 200 and self.etags:
+            tag = '"' + hashlib.sha256(reply.body).hexdigest()[:20] + '"'
+            if headers.get("if-none-match") == tag:
+                return Reply(304, b"", (("ETag", tag),))
+            reply = Reply(200, reply.body, (*reply.headers, ("ETag", tag)))
         delay = self.faults.slow_seconds if self._roll(self.faults.slow) else 0.0
         if reply.code == 200 and self._roll(self.faults.truncated):
             self.replies[f"{endpoint} truncated"] += 1
