@@ -55,7 +55,7 @@ FAULTS = {
     "transport": (
         Faults(errors=0.15, resets=0.1, truncated=0.25, slow=0.05, slow_seconds=1.5),
         {"timeout": 1.0},
-        {},
+        {"etags": False},  # every answer a full 200 body, each one a chance to be cut short
     ),
     "throttling": (
         Faults(rate_limited=0.3, retry_after=1, token_errors=0.3),

@@ -75,15 +75,16 @@ class _Progress:
         if page and total_pages > page:
             remaining = (now - self._started) / page * (total_pages - page)
             eta = f", about {int(remaining // 60)}m{int(remaining % 60):02d}s left"
-        self._store.set_meta(sync_page=page, sync_total_pages=total_pages, sync_orders=learned)
         if self._bar:
             done = int(30 * page / max(total_pages, 1))
             sys.stderr.write(
                 f"\r  first sync [{'#' * done}{'.' * (30 - done)}] {page}/{total_pages}{eta}   "
             )
             sys.stderr.flush()
-        if now - self._last_line >= _PROGRESS_EVERY or page >= total_pages:
+        if now - self._last_line >= _PROGRESS_EVERY or page >= total_pages or page == 1:
             self._last_line = now
+            # `orderwatch status` shows this; written as often as the log line, not every page
+            self._store.set_meta(sync_page=page, sync_total_pages=total_pages, sync_orders=learned)
             if self._bar:
                 sys.stderr.write("\n")
             log.info(
@@ -207,7 +208,39 @@ class Poller:
                 page, page_number, oldest_is_new=oldest_is_new, full_walk=report.full_walk
             ):
                 return page.total_pages
+            if report.full_walk:
+                # Every page is wanted: the rest need not wait for each other.
+                return await self._walk_rest(
+                    page_number + 1, page.total_pages, state, report, progress
+                )
             page_number += 1
+
+    async def _walk_rest(
+        self,
+        first: int,
+        total_pages: int,
+        state: _CycleState,
+        report: CycleReport,
+        progress: _Progress | None,
+    ) -> int:
+        """The rest of a full walk, ``concurrency`` pages at a time, in windows, so that a
+        growing ``totalPages`` is followed and an empty page ends the walk."""
+        window = 8 * self._concurrency
+        while first <= total_pages:
+            numbers = range(first, min(total_pages, first + window - 1) + 1)
+            pages: list[OrderPage] = []
+
+            async def fetch(number: int, into: list[OrderPage]) -> None:
+                into.append(await self._fetch_page(number, state, report))
+
+            await self._concurrently([partial(fetch, n, pages) for n in numbers])
+            total_pages = max([total_pages, *(p.total_pages for p in pages)])
+            first = numbers[-1] + 1
+            if progress is not None:
+                progress.update(numbers[-1], total_pages, state.learned)
+            if any(not p.orders for p in pages):
+                break  # past the end of the list
+        return total_pages
 
     async def _refresh_stragglers(
         self, state: _CycleState, report: CycleReport, total_pages: int

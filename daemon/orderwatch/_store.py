@@ -240,6 +240,7 @@ class Store:
         self._db = connection
         self.path = path
         self._lock_fd: int | None = None
+        self._durable = True
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -405,9 +406,18 @@ class Store:
                 ],
             }
 
+    def _sync(self, *, durable: bool) -> None:
+        """fsync at every commit that carries events or delivery state (FULL); a commit that only
+        learns orders or notes progress may ride on the next one (NORMAL): lost in a power cut,
+        it is simply learned again. Both survive a crash of the process itself (WAL)."""
+        if durable != self._durable:
+            self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
+
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, *, durable: bool = True) -> Iterator[None]:
         try:
+            self._sync(durable=durable)
             if not self._db.in_transaction:
                 self._db.execute("BEGIN IMMEDIATE")
             yield
@@ -435,7 +445,7 @@ class Store:
         return rows[0]["value"] if rows else None
 
     def set_meta(self, **values: str | float) -> None:
-        with self._transaction():
+        with self._transaction(durable=False):
             self._db.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -498,7 +508,7 @@ class Store:
         """
         anchors = {s.order.id: s.anchor for s in sightings if s.anchor is not None}
         stored: list[StoredEvent] = []
-        with self._transaction():
+        with self._transaction(durable=bool(deliveries)):
             for change in changes:
                 order = change.order
                 fields = (
@@ -552,7 +562,7 @@ class Store:
     def set_anchors(self, anchors: Sequence[tuple[str, int]]) -> None:
         """Record list anchors learned after the orders themselves were committed."""
         if anchors:
-            with self._transaction():
+            with self._transaction(durable=False):
                 self._db.executemany(
                     "UPDATE orders SET anchor = ? WHERE id = ?",
                     [(anchor, order_id) for order_id, anchor in anchors],
