@@ -160,12 +160,12 @@ async def requests_scenario(s: Scenario, cycles: int, seed: int) -> dict[str, ob
 
 
 @contextlib.contextmanager
-def sandbox_process(orders: int, seed: int) -> Iterator[str]:
+def sandbox_process(orders: int, seed: int, open_orders: int = 50) -> Iterator[str]:
     """``orderwatch sandbox`` in its own process, as a real API would be: its work does not
     compete with the daemon's for this process's GIL."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "orderwatch", "sandbox", "--port", "0", "--orders", str(orders),
-         "--open", "50", "--seed", str(seed), "--tick", "86400", "--arrival-rate", "0"],
+         "--open", str(open_orders), "--seed", str(seed), "--tick", "86400", "--arrival-rate", "0"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
