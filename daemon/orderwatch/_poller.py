@@ -158,7 +158,7 @@ class Poller:
         if baseline and self._store.get_meta("baseline_head") is not None:
             self._newer_than = int(self._store.get_meta("baseline_head") or 0)
         state = _CycleState(
-            open_orders={known.order.id: known for known in self._store.open_orders()},
+            open_anchors=self._store.open_anchors(),
             arrivals=0 if not any(self._counts.values()) else None,
             previous_arrivals=self._store.arrivals,
             announce_new=self._announce_initial or not baseline,
@@ -247,8 +247,8 @@ class Poller:
     ) -> None:
         """Open orders the walk did not show: their predicted pages, else ``/status``."""
         stragglers = [
-            Straggler(order_id, known.anchor)
-            for order_id, known in state.open_orders.items()
+            Straggler(order_id, anchor)
+            for order_id, anchor in state.open_anchors.items()
             if order_id not in state.seen
         ]
         plan = plan_refresh(stragglers, state.arrivals or 0, total_pages=total_pages)
@@ -389,8 +389,10 @@ class Poller:
         status = await self._api.order_status(order_id)
         report.statuses += 1
         state.seen.add(order_id)
-        # Compare with what the store holds now, never with the snapshot the cycle began with.
-        known = self._store.lookup([order_id]).get(order_id) or state.open_orders[order_id]
+        # Compare with what the store holds now, never with a snapshot from the cycle's start.
+        known = self._store.lookup([order_id]).get(order_id)
+        if known is None:
+            return
         if status is None:
             if known.order.id not in self._unknown_to_api:
                 # An open order the API does not know: the list is not what we think. Walk it
@@ -480,7 +482,7 @@ class Poller:
 
 @dataclass(slots=True)
 class _CycleState:
-    open_orders: dict[str, KnownOrder]
+    open_anchors: dict[str, int | None]  # only what planning needs: memory is per open order
     arrivals: int | None
     previous_arrivals: int
     announce_new: bool = True

@@ -478,6 +478,11 @@ class Store:
         )
         return [_known(row) for row in rows]
 
+    def open_anchors(self) -> dict[str, int | None]:
+        """Id → list anchor of every open order: what a cycle's planning needs, and no more."""
+        rows = self._query("SELECT id, anchor FROM orders WHERE is_final = 0")
+        return {row["id"]: row["anchor"] for row in rows}
+
     def oldest_open_since(self) -> dict[str, float]:
         """For each open status, when its longest-waiting order entered it."""
         rows = self._query(
