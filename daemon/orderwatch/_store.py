@@ -512,6 +512,15 @@ class Store:
         as an alert sent for its order; a transition clears that count.
         """
         anchors = {s.order.id: s.anchor for s in sightings if s.anchor is not None}
+        changed = {change.order.id for change in changes}
+        moved = [
+            (anchor, order_id)
+            for order_id, anchor in anchors.items()
+            if order_id not in changed and order_id in known
+            if known[order_id].anchor != anchor
+        ]
+        if not (changes or moved or deliveries or arrivals is not None):
+            return []  # an unchanged page: nothing to write, no transaction to open
         stored: list[StoredEvent] = []
         with self._transaction(durable=bool(deliveries)):
             for change in changes:
@@ -539,13 +548,6 @@ class Store:
                         " WHERE id = ?",
                         (*fields, now, anchors.get(order.id), order.id),
                     )
-            changed = {change.order.id for change in changes}
-            moved = [
-                (anchor, order_id)
-                for order_id, anchor in anchors.items()
-                if order_id not in changed and order_id in known
-                if known[order_id].anchor != anchor
-            ]
             if moved:
                 self._db.executemany("UPDATE orders SET anchor = ? WHERE id = ?", moved)
             for event, targets in deliveries:
