@@ -12,7 +12,7 @@ Templates run in Jinja2's sandbox with strict undefined variables; the variables
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -282,24 +282,34 @@ class MessageTemplates:
         self._digest_title, self._digest_body = compile_(digest_title), compile_(digest_body)
 
     def render(self, event: Event, event_id: str) -> tuple[str, str]:
-        title, body = render(event)
-        if self._title is None and self._body is None:
-            return title, body
-        context = template_context(event, event_id)
-        context["events"] = [dict(context)]
-        return (
-            title if self._title is None else self._title.render(context).strip(),
-            body if self._body is None else self._body.render(context).strip(),
-        )
+        def context() -> dict[str, Any]:
+            variables = template_context(event, event_id)
+            return {**variables, "events": [variables]}
+
+        return _fill(self._title, self._body, render(event), context)
 
     def render_digest(self, events: Sequence[tuple[Event, str]]) -> tuple[str, str]:
         plain = [event for event, _ in events]
-        title, body = digest_text(plain)
-        if self._digest_title is None and self._digest_body is None:
-            return title, body
-        contexts = [template_context(event, event_id) for event, event_id in events]
-        context = _digest_context(contexts, plain)
-        return (
-            title if self._digest_title is None else self._digest_title.render(context).strip(),
-            body if self._digest_body is None else self._digest_body.render(context).strip(),
-        )
+
+        def context() -> dict[str, Any]:
+            contexts = [template_context(event, event_id) for event, event_id in events]
+            return _digest_context(contexts, plain)
+
+        return _fill(self._digest_title, self._digest_body, digest_text(plain), context)
+
+
+def _fill(
+    title: jinja2.Template | None,
+    body: jinja2.Template | None,
+    defaults: tuple[str, str],
+    context: Callable[[], dict[str, Any]],
+) -> tuple[str, str]:
+    """Each part from its template where the route set one, else orderwatch's default text;
+    the variables are built only when a template needs them."""
+    if title is None and body is None:
+        return defaults
+    variables = context()
+    return (
+        defaults[0] if title is None else title.render(variables).strip(),
+        defaults[1] if body is None else body.render(variables).strip(),
+    )

@@ -234,9 +234,6 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes are not news."""
 
 
-Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
 class MetricsServer:
     """``GET /metrics`` on ``host:port``, served from a thread until :meth:`close`."""
 

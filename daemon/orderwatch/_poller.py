@@ -22,7 +22,7 @@ from orderwatch._detect import Change, Event, KnownOrder, NewOrder, detect_chang
 from orderwatch._exceptions import ApiError
 from orderwatch._messages import title_for
 from orderwatch._metrics import Metrics
-from orderwatch._models import PAGE_SIZE, OrderPage
+from orderwatch._models import PAGE_SIZE, OrderPage, is_final
 from orderwatch._planner import (
     Straggler,
     arrivals_from_sightings,
@@ -146,17 +146,14 @@ class Poller:
 
     @property
     def open_count(self) -> int:
-        return sum(
-            n for status, n in self._counts.items() if status not in {"Delivered", "Cancelled"}
-        )
+        return sum(n for status, n in self._counts.items() if not is_final(status))
 
     async def cycle(self) -> CycleReport:
         """Run one cycle. Raises :class:`~orderwatch.ApiError` if it could not finish."""
         report = CycleReport()
         baseline = not self._store.baseline_done
-        self._newer_than = None
-        if baseline and self._store.get_meta("baseline_head") is not None:
-            self._newer_than = int(self._store.get_meta("baseline_head") or 0)
+        head = self._store.get_meta("baseline_head") if baseline else None
+        self._newer_than = None if head is None else int(head)
         state = _CycleState(
             open_anchors=self._store.open_anchors(),
             arrivals=0 if not any(self._counts.values()) else None,

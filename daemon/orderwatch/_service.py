@@ -207,7 +207,7 @@ class Service:
             started = anyio.current_time()
             requests_before = self.api.requests_made
             self.metrics.lifecycle.state("running" if self.store.baseline_done else "syncing")
-            outcome = "ok"
+            outcome, changed = "ok", False
             try:
                 report = await self.poller.cycle()
             except StateError as error:
@@ -225,6 +225,7 @@ class Service:
                 if failing is not None:
                     log.info("poll succeeded again")
                 failing = None
+                changed = bool(report.new_orders or report.transitions)
                 now = time.time()
                 self.health.last_success = now
                 self.metrics.last_successful_poll.set(now)
@@ -250,7 +251,6 @@ class Service:
                 first = False
             else:
                 self.notifier.status(status)
-            changed = outcome == "ok" and bool(report.new_orders or report.transitions)
             poll = self.settings.poll
             self._interval = next_interval(
                 self._interval,

@@ -97,6 +97,7 @@ CREATE TABLE disabled_webhooks (
     disabled_at REAL NOT NULL
 );
 CREATE INDEX events_order ON events (order_id, kind);
+CREATE INDEX deliveries_dead ON deliveries (destination) WHERE state = 'dead';
 """,
 }
 
@@ -745,9 +746,8 @@ class Store:
         return cursor.rowcount
 
     def queue_counts(self) -> dict[str, int]:
-        rows = self._query(
-            "SELECT state, count(*) AS n FROM deliveries WHERE state != 'sent' GROUP BY state"
-        )
-        counts = {"pending": 0, "dead": 0}
-        counts.update({row["state"]: row["n"] for row in rows})
-        return counts
+        # One count per state, each through its partial index: sent rows are never scanned.
+        return {
+            state: self._query(f"SELECT count(*) FROM deliveries WHERE state = '{state}'")[0][0]
+            for state in ("pending", "dead")
+        }

@@ -36,10 +36,6 @@ class SystemdNotifier:
         self._last_watchdog = 0.0
         self._broken = False
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
     def notify(self, *assignments: str) -> None:
         """Send ``KEY=value`` lines in one datagram."""
         if not self._address:
