@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import httpx
 
 from orderwatch._client import OrdersApi, RetryPolicy
 from orderwatch._metrics import Metrics
@@ -200,22 +201,56 @@ async def cold_start(orders: int, max_rps: float, seed: int) -> dict[str, object
     }
 
 
+class Replay:
+    """A transport answering from answers recorded beforehand: what is timed is orderwatch's
+    work on each page, not the sandbox's work composing it. Anything not recorded (the token)
+    is answered live."""
+
+    def __init__(self, app: SandboxApp) -> None:
+        self._app = app
+        self._live = app.mock_transport()
+        self._recorded: dict[bytes, tuple[int, bytes, list[tuple[str, str]]]] = {}
+        self.transport = httpx.MockTransport(self._answer)
+
+    def record(self, targets: list[str]) -> None:
+        headers = {"Authorization": f"Bearer {self._app.issue_token()}"}
+        for target in targets:
+            response = self._live.handle_request(
+                httpx.Request("GET", f"http://127.0.0.1:9{target}", headers=headers)
+            )
+            self._recorded[target.encode()] = (
+                response.status_code,
+                response.read(),
+                list(response.headers.items()),
+            )
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        recorded = self._recorded.get(request.url.raw_path)
+        if recorded is None:
+            return self._live.handle_request(request)
+        code, content, headers = recorded
+        return httpx.Response(code, content=content, headers=headers)
+
+
 async def ingest(orders: int, changed_share: float, seed: int) -> dict[str, object]:
     """A full walk over ``orders`` known open orders served from memory; timed on one core."""
     world = World(seed=seed, orders=orders, open_orders=orders, arrival_rate=0)
     app = SandboxApp(world, etags=False)
+    replay = Replay(app)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Path(tmp) / "s.db")
         async with OrdersApi(
-            api_settings("http://127.0.0.1:9", 1e9), transport=app.mock_transport(), retry=NO_RETRY
+            api_settings("http://127.0.0.1:9", 1e9), transport=replay.transport, retry=NO_RETRY
         ) as api:
-            poller = Poller(api, store, [HOOK], Metrics())
+            poller = Poller(api, store, [HOOK], Metrics(), concurrency=4)
             await poller.cycle()
             rng = random.Random(seed)
             moved = rng.sample(world.open_ids, int(orders * changed_share))
             for order_id in moved:
                 world.set_status(order_id, "Cancelled")
             store.set_meta(full_walk_requested=1)
+            pages = math.ceil(orders / PAGE_SIZE)
+            replay.record([f"/v1/orders?page={n}" for n in range(1, pages + 2)])
             started = time.process_time()
             report = await poller.cycle()
             cpu = time.process_time() - started

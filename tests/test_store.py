@@ -184,3 +184,44 @@ def test_a_state_file_locked_by_another_program_is_a_clear_error(tmp_path: Path)
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+def test_records_in_one_batch_are_one_transaction(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db")
+    commits: list[str] = []
+    store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    with store.batch():
+        store.record([], [NewOrder(new_order(1))], [], known={}, now=1.0)
+        store.record([], [NewOrder(new_order(2))], [], known={}, now=1.0)
+    assert commits == ["COMMIT"]  # nothing asked for an fsync: no second commit
+
+    def order_3_then_a_known_order_as_new() -> None:
+        with store.batch():
+            store.record([], [NewOrder(new_order(3))], [], known={}, now=2.0)
+            store.record([], [NewOrder(new_order(1))], [], known={}, now=2.0)
+
+    with pytest.raises(StateError):
+        order_3_then_a_known_order_as_new()
+    assert store.status_counts() == {"Created": 2}  # order 3 rolled back with the failure
+    store.close()
+
+
+def test_a_batch_with_deliveries_ends_with_a_synced_commit(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    change = NewOrder(new_order(1))
+    (event,) = events_for([change], announce_new=True, after_gap=False, now=1.0)
+    with store.batch():
+        store.record([], [change], [(event, [Target("ops", "k", 1.0)])], known={}, now=1.0)
+    # The batch commits without an fsync, then a one-row commit with synchronous = FULL syncs
+    # the write-ahead log, and the batch with it, before the batch returns.
+    syncs = [s for s in statements if s.startswith("PRAGMA synchronous") or s == "COMMIT"]
+    assert syncs == [
+        "PRAGMA synchronous = NORMAL",
+        "COMMIT",
+        "PRAGMA synchronous = FULL",
+        "COMMIT",
+    ]
+    assert len(store.pending_deliveries()) == 1
+    store.close()

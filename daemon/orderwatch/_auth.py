@@ -84,6 +84,8 @@ class ClientCredentials:
         self._lock = anyio.Lock()
 
     async def token(self) -> str:
+        if self._token is not None and anyio.current_time() < self._expires_at:
+            return self._token  # the common case takes no lock
         async with self._lock:  # one fetch serves every task waiting for it
             if self._token is None or anyio.current_time() >= self._expires_at:
                 self._token, lifetime = await self._fetch()

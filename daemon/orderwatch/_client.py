@@ -110,6 +110,9 @@ class OrdersApi:
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "orderwatch"},
         )
+        self._prefix = str(self._http.base_url).rstrip("/") + "/"
+        self._headers = dict(self._http.headers)
+        self._extensions = {"timeout": self._http.timeout.as_dict()}
         self._limiter = RateLimiter(settings.max_rps)
         self._retry = retry or RetryPolicy()
         self._observe = observe
@@ -156,6 +159,24 @@ class OrdersApi:
         )
 
     async def _call(self, endpoint: str, url: str, parse: Callable[[bytes], T]) -> T | None:
+        try:
+            # Most requests succeed at once: they skip the retry machinery (~40 µs a request).
+            result = await self._once(endpoint, url, parse)
+        except TransientApiError as error:
+            result = await self._retry_after_failure(endpoint, url, parse, error)
+        except ApiError as error:
+            self._failing = not isinstance(error, PermanentApiError)
+            raise
+        if self._failing:
+            log.info("api: answering again")
+            self._failing = False
+        return result
+
+    async def _retry_after_failure(
+        self, endpoint: str, url: str, parse: Callable[[bytes], T], first: TransientApiError
+    ) -> T | None:
+        """Go on after a first attempt failed with ``first``: stamina replays that failure as
+        its own first attempt, so the backoff is exactly as if it had made it."""
         retrying = stamina.retry_context(
             on=_backoff,
             attempts=self._retry.attempts,
@@ -164,10 +185,14 @@ class OrdersApi:
             wait_max=self._retry.wait_max,
             wait_jitter=self._retry.wait_jitter,
         )
+        replay: TransientApiError | None = first
         try:
             async for attempt in retrying:
                 with attempt:
                     try:
+                        if replay is not None:
+                            error, replay = replay, None
+                            raise error
                         result = await self._once(endpoint, url, parse)
                     except TransientApiError as error:
                         if not self._failing:
@@ -177,9 +202,6 @@ class OrdersApi:
         except ApiError as error:
             self._failing = not isinstance(error, PermanentApiError)
             raise
-        if self._failing:
-            log.info("api: answering again")
-            self._failing = False
         return result
 
     async def _once(self, endpoint: str, url: str, parse: Callable[[bytes], T]) -> T | None:
@@ -229,10 +251,14 @@ class OrdersApi:
             self._etags.popitem(last=False)
 
     async def _get(self, endpoint: str, url: str, token: str, etag: str | None) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {**self._headers, "Authorization": f"Bearer {token}"}
         if etag:
             headers["If-None-Match"] = etag
-        request = self._http.build_request("GET", url, headers=headers)
+        # What build_request would make (base URL, default headers, timeout), without merging
+        # cookies and query parameters the API never uses: a third of the client's cost a page.
+        request = httpx.Request(
+            "GET", self._prefix + url.lstrip("/"), headers=headers, extensions=self._extensions
+        )
         return await self._send(endpoint, request)
 
     async def _send(self, endpoint: str, request: httpx.Request) -> httpx.Response:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 import anyio
+import anyio.lowlevel
 
 from orderwatch._client import OrdersApi
 from orderwatch._detect import Change, Event, KnownOrder, NewOrder, detect_changes, events_for
-from orderwatch._exceptions import ApiError
+from orderwatch._exceptions import OrderwatchError
 from orderwatch._messages import title_for
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE, OrderPage, is_final
@@ -196,8 +197,7 @@ class Poller:
                 )
                 report.full_walk = True
             state.fetched.add(page_number)
-            known = self._store.lookup([order.id for order in page.orders])
-            self._ingest_page(page, page_number, known, state, report)
+            (known,) = self._ingest([(page_number, page)], state, report)
             if progress is not None:
                 progress.update(page_number, page.total_pages, state.learned)
             oldest_is_new = bool(page.orders) and page.orders[-1].id not in known
@@ -266,15 +266,39 @@ class Poller:
         )
 
     async def _fetch_page(self, number: int, state: _CycleState, report: CycleReport) -> OrderPage:
+        """Fetch and ingest one of several pages in flight. Pages that land together are
+        ingested together, in one transaction (a group commit): after landing, a fetch lets
+        the others land theirs, and the first to resume ingests them all."""
         page = await self._api.list_orders(number)
         report.pages += 1
         state.fetched.add(number)
-        known = self._store.lookup([order.id for order in page.orders])
-        self._ingest_page(page, number, known, state, report)
+        state.landed.append((number, page))
+        await anyio.lowlevel.checkpoint()
+        if state.landed:
+            landed, state.landed = state.landed, []
+            self._ingest(sorted(landed, key=lambda item: item[0]), state, report)
         return page
 
+    def _ingest(
+        self, pages: list[tuple[int, OrderPage]], state: _CycleState, report: CycleReport
+    ) -> list[dict[str, KnownOrder]]:
+        """Detect and record the changes ``pages`` (number, page) show, in one transaction;
+        then count and announce them. Returns what the state knew of each page's orders."""
+        knowns: list[dict[str, KnownOrder]] = []
+        committed: list[_Committed] = []
+        with self._store.batch():
+            for number, page in pages:
+                known = self._store.lookup([order.id for order in page.orders])
+                committed.append(self._ingest_page(page, number, known, state))
+                knowns.append(known)
+        for item in committed:
+            self._publish(item, report)
+            self._on_page()
+        return knowns
+
     async def _concurrently(self, jobs: Sequence[Callable[[], Awaitable[object]]]) -> None:
-        """Run ``jobs`` at most ``concurrency`` at a time; the first API error is raised as is."""
+        """Run ``jobs`` at most ``concurrency`` at a time; the first API or state error is raised
+        as is (the service tells those apart; a group of them would hide them)."""
         if not jobs:
             return
         limiter = anyio.CapacityLimiter(self._concurrency)
@@ -288,7 +312,7 @@ class Poller:
                 for job in jobs:
                     group.start_soon(run, job)
         except BaseExceptionGroup as errors:
-            first = _first(errors, ApiError)
+            first = _first_error(errors)
             if first is None:
                 raise
             raise first from None
@@ -334,13 +358,8 @@ class Poller:
         )
 
     def _ingest_page(
-        self,
-        page: OrderPage,
-        page_number: int,
-        known: dict[str, KnownOrder],
-        state: _CycleState,
-        report: CycleReport,
-    ) -> None:
+        self, page: OrderPage, page_number: int, known: dict[str, KnownOrder], state: _CycleState
+    ) -> _Committed:
         if page.rejected:
             state.rejected += page.rejected
             self._metrics.malformed_orders.inc(page.rejected)
@@ -362,8 +381,7 @@ class Poller:
         changes = detect_changes(known, page.orders)
         state.seen.update(order.id for order in page.orders)
         state.learned += sum(isinstance(change, NewOrder) for change in changes)
-        self._commit(sightings, changes, known, report, announce_new=state.announce_new)
-        self._on_page()
+        return self._record(sightings, changes, known, announce_new=state.announce_new)
 
     def _flush_deferred(self, state: _CycleState) -> None:
         """Give the new orders seen before the arrivals counter was known their anchors."""
@@ -405,17 +423,18 @@ class Poller:
         self._unknown_to_api.discard(known.order.id)
         observed = replace(known.order, status=status)
         changes = detect_changes({known.order.id: known}, [observed])
-        self._commit([], changes, {known.order.id: known}, report, announce_new=True)
+        self._publish(self._record([], changes, {known.order.id: known}, announce_new=True), report)
 
-    def _commit(
+    def _record(
         self,
         sightings: list[Sighting],
         changes: list[Change],
         known: dict[str, KnownOrder],
-        report: CycleReport,
         *,
         announce_new: bool,
-    ) -> None:
+    ) -> _Committed:
+        """Write ``changes`` with their events and deliveries (in the caller's transaction, if
+        it has one); :meth:`_publish` tells the rest of the daemon once it is committed."""
         now = self._clock()
         events = events_for(
             changes,
@@ -426,7 +445,12 @@ class Poller:
         )
         plan = [(event, self._targets(event, now)) for event in events]
         stored = self._store.record(sightings, changes, plan, known=known, now=now)
-        for change in changes:
+        return _Committed(changes, stored, now)
+
+    def _publish(self, committed: _Committed, report: CycleReport) -> None:
+        """Count, measure and announce what a commit wrote."""
+        now = committed.at
+        for change in committed.changes:
             if isinstance(change, NewOrder):
                 report.new_orders += 1
                 self._counts[change.order.status] += 1
@@ -441,8 +465,8 @@ class Poller:
                     self._metrics.status_duration.labels(status=change.previous_status).observe(
                         now - change.previous.status_since
                     )
-        self._announced(stored, report)
-        if changes:
+        self._announced(committed.stored, report)
+        if committed.changes:
             self._metrics.set_order_counts(self._counts)
 
     def _announced(self, stored: list[StoredEvent], report: CycleReport) -> None:
@@ -477,6 +501,15 @@ class Poller:
             self._announced(self._store.record([], [], plan, known={}, now=now), report)
 
 
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    """What one page (or one /status answer) wrote: to count and announce after the commit."""
+
+    changes: list[Change]
+    stored: list[StoredEvent]
+    at: float
+
+
 @dataclass(slots=True)
 class _CycleState:
     open_anchors: dict[str, int | None]  # only what planning needs: memory is per open order
@@ -486,14 +519,15 @@ class _CycleState:
     seen: set[str] = field(default_factory=set)
     fetched: set[int] = field(default_factory=set)
     deferred: list[tuple[str, int]] = field(default_factory=list)
+    landed: list[tuple[int, OrderPage]] = field(default_factory=list)  # fetched, not ingested
     learned: int = 0
     rejected: int = 0
 
 
-def _first(group: BaseExceptionGroup[BaseException], kind: type[ApiError]) -> ApiError | None:
+def _first_error(group: BaseExceptionGroup[BaseException]) -> OrderwatchError | None:
     for error in group.exceptions:
-        if isinstance(error, kind):
+        if isinstance(error, OrderwatchError):
             return error
-        if isinstance(error, BaseExceptionGroup) and (found := _first(error, kind)):
+        if isinstance(error, BaseExceptionGroup) and (found := _first_error(error)):
             return found
     return None

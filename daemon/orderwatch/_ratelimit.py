@@ -13,15 +13,14 @@ class RateLimiter:
     def __init__(self, max_rps: float) -> None:
         self._spacing = 1.0 / max_rps
         self._next_slot = 0.0
-        self._lock = anyio.Lock()
 
     async def acquire(self) -> None:
-        """Wait for the next free slot."""
-        async with self._lock:
-            now = anyio.current_time()
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._spacing
-        await anyio.sleep(slot - now)
+        """Wait for the next free slot. Taking it needs no lock: nothing awaits in between."""
+        now = anyio.current_time()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self._spacing
+        if slot > now:
+            await anyio.sleep(slot - now)
 
     def hold_off(self, seconds: float) -> None:
         """Give no slot for ``seconds`` (the server asked us to wait: 429 + Retry-After)."""
