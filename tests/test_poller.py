@@ -12,7 +12,7 @@ import pytest
 from orderwatch._client import OrdersApi, RetryPolicy
 from orderwatch._metrics import Metrics
 from orderwatch._poller import Poller
-from orderwatch._sandbox import Sandbox, World
+from orderwatch._sandbox import Sandbox, SandboxApp, World
 from orderwatch._settings import ApiSettings
 from orderwatch._sinks import Destination
 from orderwatch._store import Store, StoredEvent
@@ -349,14 +349,8 @@ class InFlight(httpx.AsyncBaseTransport):
             self.now -= 1
 
 
-async def scattered_rig(tmp_path: Path, **poller: object) -> tuple[Rig, Poller, InFlight]:
-    """Open orders scattered alone through the history: refreshed by /status, one each."""
-    from orderwatch._sandbox import SandboxApp
-
-    world = World(seed=4, orders=200, open_orders=0)
-    for order in world.newest_first[20::15]:
-        world.set_status(order.id, "Payed")
-    app = SandboxApp(world)
+def in_memory_api(app: SandboxApp) -> tuple[OrdersApi, InFlight]:
+    """A client of ``app`` through :class:`InFlight` (every request takes 20 ms), no retries."""
     transport = InFlight(app.mock_transport())
     settings = ApiSettings(
         base_url="http://127.0.0.1:9",
@@ -364,11 +358,17 @@ async def scattered_rig(tmp_path: Path, **poller: object) -> tuple[Rig, Poller, 
         client_secret="sandbox-secret",
         max_rps=10_000.0,
     )
-    api = OrdersApi(
-        settings,
-        transport=transport,
-        retry=RetryPolicy(attempts=1, wait_initial=0, wait_max=0, wait_jitter=0),
-    )
+    retry = RetryPolicy(attempts=1, wait_initial=0, wait_max=0, wait_jitter=0)
+    return OrdersApi(settings, transport=transport, retry=retry), transport
+
+
+async def scattered_rig(tmp_path: Path, **poller: object) -> tuple[Rig, Poller, InFlight]:
+    """Open orders scattered alone through the history: refreshed by /status, one each."""
+    world = World(seed=4, orders=200, open_orders=0)
+    for order in world.newest_first[20::15]:
+        world.set_status(order.id, "Payed")
+    app = SandboxApp(world)
+    api, transport = in_memory_api(app)
     rig = Rig(app, Store.open(tmp_path / "s.db"), api, Metrics(), [])  # type: ignore[arg-type]
     instance = Poller(
         api, rig.store, [DEST], rig.metrics, on_committed=rig.announced.extend, **poller
@@ -433,21 +433,9 @@ def commits_of(store: Store) -> list[str]:
 
 async def moved_walk(tmp_path: Path, concurrency: int) -> tuple[Rig, Poller, list[str]]:
     """A baseline of 200 open orders, then 30 of them cancelled and a full walk requested."""
-    from orderwatch._sandbox import SandboxApp
-
     world = World(seed=5, orders=200, open_orders=200)
     app = SandboxApp(world)
-    settings = ApiSettings(
-        base_url="http://127.0.0.1:9",
-        client_id="sandbox",
-        client_secret="sandbox-secret",
-        max_rps=10_000.0,
-    )
-    api = OrdersApi(
-        settings,
-        transport=InFlight(app.mock_transport()),
-        retry=RetryPolicy(attempts=1, wait_initial=0, wait_max=0, wait_jitter=0),
-    )
+    api, _ = in_memory_api(app)
     rig = Rig(app, Store.open(tmp_path / f"s{concurrency}.db"), api, Metrics(), [])  # type: ignore[arg-type]
     poller = Poller(
         api, rig.store, [DEST], rig.metrics, on_committed=rig.announced.extend,
