@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderwatch._detect import KnownOrder, NewOrder, Transition, detect_changes, events_for
+from orderwatch._detect import (
+    KnownOrder,
+    NewOrder,
+    Transition,
+    detect_changes,
+    events_for,
+    settled,
+)
 from orderwatch._models import KNOWN_STATUSES, Order
 
 
@@ -93,6 +100,30 @@ def test_changes_equal_the_net_observable_changes(
             assert change.previous_status == before[change.order.number]
         else:
             assert change.order.number not in before
+
+
+def test_an_order_shown_once_in_another_status_is_not_settled() -> None:
+    remembered = {"id-1": "Payed", "id-2": "Payed", "id-3": "Payed"}
+    observed = [order(1, "Payed"), order(2, "Delivered"), order(3, "Payed"), order(2, "Payed")]
+    observed.append(order(4, "Created"))  # unknown: never settled, it is new
+    assert settled(remembered, observed) == {"id-1", "id-3"}
+
+
+@given(
+    before=st.dictionaries(st.integers(0, 30), statuses, max_size=20),
+    observations=st.lists(st.tuples(st.integers(0, 40), statuses), max_size=60),
+)
+def test_reading_only_unsettled_orders_whole_detects_the_same_changes(
+    before: dict[int, str], observations: list[tuple[int, str]]
+) -> None:
+    """The poller's shortcut: glance at statuses, read whole only the orders not settled, and
+    detect over the rest of the observations. It finds exactly what the full reading finds."""
+    state = {f"id-{n}": known(n, s) for n, s in before.items()}
+    observed = [order(n, s) for n, s in observations]
+    unchanged = settled({i: k.order.status for i, k in state.items()}, observed)
+    partial = {i: k for i, k in state.items() if i not in unchanged}
+    shortcut = detect_changes(partial, [o for o in observed if o.id not in unchanged])
+    assert shortcut == detect_changes(state, observed)
 
 
 def test_during_the_first_sync_only_orders_above_its_head_are_announced() -> None:

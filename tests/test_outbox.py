@@ -71,7 +71,7 @@ def seed(store: Store, numbers: list[int], now: float, targets: list[Target] | N
         change = NewOrder(Order(id=f"id-{n}", number=n, status="Created"))
         [event] = events_for([change], announce_new=True, after_gap=False, now=now)
         chosen = targets or [Target("ops", "a", now), Target("mail", "b", now)]
-        store.record([], [change], [(event, chosen)], known={}, now=now)
+        store.record([], [change], [(event, chosen)], anchors_before={}, now=now)
 
 
 def make(
@@ -288,7 +288,9 @@ async def test_a_resolving_transition_says_so(tmp_path: Path) -> None:
         after_gap=False,
         now=clock.now,
     )
-    store.record([], [], [(event, [Target("ops", "a", clock.now)])], known={}, now=clock.now)
+    store.record(
+        [], [], [(event, [Target("ops", "a", clock.now)])], anchors_before={}, now=clock.now
+    )
     await courier.deliver_due()
     [(_, title, body)] = sender.sent
     assert title == "Order #9: AwaitingCertificateAssignment → Delivered"

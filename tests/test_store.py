@@ -32,7 +32,7 @@ def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -
         [Sighting(c.order, i) for i, c in enumerate(changes)],
         changes,
         [(e, [Target("ops", "k1", 10.0), Target("ops", "k2", 10.0)]) for e in events],
-        known={},
+        anchors_before={},
         now=10.0,
     )
     assert len(stored) == 2
@@ -55,10 +55,10 @@ def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -
 def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s.db")
     change = NewOrder(new_order(1))
-    store.record([], [change], [], known={}, now=1.0)
+    store.record([], [change], [], anchors_before={}, now=1.0)
     with pytest.raises(StateError, match="cannot write"):
         # the same new order again violates the primary key: the whole batch rolls back
-        store.record([], [NewOrder(new_order(2)), change], [], known={}, now=2.0)
+        store.record([], [NewOrder(new_order(2)), change], [], anchors_before={}, now=2.0)
     assert store.status_counts() == {"Created": 1}
 
 
@@ -67,7 +67,9 @@ def test_pending_deliveries_survive_reopening(tmp_path: Path) -> None:
     store = Store.open(path)
     change = NewOrder(new_order(1))
     [event] = events_for([change], announce_new=True, after_gap=False, now=5.0)
-    [stored] = store.record([], [change], [(event, [Target("ops", "k", 5.0)])], known={}, now=5.0)
+    [stored] = store.record(
+        [], [change], [(event, [Target("ops", "k", 5.0)])], anchors_before={}, now=5.0
+    )
     store.close()  # as good as a crash: WAL keeps the commit
     reopened = Store.open(path)
     [delivery] = reopened.pending_deliveries()
@@ -141,7 +143,7 @@ def test_outbox_requeue_and_drop_select_by_event_and_route(tmp_path: Path) -> No
             [],
             [change],
             [(event, [Target("ops", "a", 1.0), Target("erp", "b", 1.0)])],
-            known={},
+            anchors_before={},
             now=1.0,
         )
     first = store.pending_deliveries()[0]
@@ -159,10 +161,10 @@ def test_stuck_alert_timers_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     store = Store.open(path)
     change = NewOrder(new_order(1, "AwaitingCertificateAssignment"))
-    store.record([], [change], [], known={}, now=0.0)
+    store.record([], [change], [], anchors_before={}, now=0.0)
     rules = [StuckRule("AwaitingCertificateAssignment", after=100, repeat=1000)]
     [alert] = stuck_events(store.open_orders(), rules, now=150.0)
-    store.record([], [], [(alert, [])], known={}, now=150.0)
+    store.record([], [], [(alert, [])], anchors_before={}, now=150.0)
     store.close()
     reopened = Store.open(path)
     [known] = reopened.open_orders()
@@ -190,15 +192,15 @@ def test_records_in_one_batch_are_one_transaction(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s.db")
     commits: list[str] = []
     store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
-    with store.batch():
-        store.record([], [NewOrder(new_order(1))], [], known={}, now=1.0)
-        store.record([], [NewOrder(new_order(2))], [], known={}, now=1.0)
+    with store.batch(durable=False):
+        store.record([], [NewOrder(new_order(1))], [], anchors_before={}, now=1.0)
+        store.record([], [NewOrder(new_order(2))], [], anchors_before={}, now=1.0)
     assert commits == ["COMMIT"]  # nothing asked for an fsync: no second commit
 
     def order_3_then_a_known_order_as_new() -> None:
-        with store.batch():
-            store.record([], [NewOrder(new_order(3))], [], known={}, now=2.0)
-            store.record([], [NewOrder(new_order(1))], [], known={}, now=2.0)
+        with store.batch(durable=False):
+            store.record([], [NewOrder(new_order(3))], [], anchors_before={}, now=2.0)
+            store.record([], [NewOrder(new_order(1))], [], anchors_before={}, now=2.0)
 
     with pytest.raises(StateError):
         order_3_then_a_known_order_as_new()
@@ -206,22 +208,27 @@ def test_records_in_one_batch_are_one_transaction(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_batch_with_deliveries_ends_with_a_synced_commit(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db")
+@pytest.mark.parametrize(
+    ("durable", "expected"),
+    [
+        # Not expected to carry events: it commits without an fsync, then a one-row commit
+        # with synchronous = FULL syncs the write-ahead log, and the batch with it.
+        (False, ["PRAGMA synchronous = NORMAL", "COMMIT", "PRAGMA synchronous = FULL", "COMMIT"]),
+        # Expected to: one commit, with an fsync.
+        (True, ["COMMIT"]),
+    ],
+)
+def test_a_batch_with_deliveries_is_synced_before_it_returns(
+    tmp_path: Path, durable: bool, expected: list[str]
+) -> None:
+    store = Store.open(tmp_path / "s.db")  # opened with synchronous = FULL
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
     change = NewOrder(new_order(1))
     (event,) = events_for([change], announce_new=True, after_gap=False, now=1.0)
-    with store.batch():
-        store.record([], [change], [(event, [Target("ops", "k", 1.0)])], known={}, now=1.0)
-    # The batch commits without an fsync, then a one-row commit with synchronous = FULL syncs
-    # the write-ahead log, and the batch with it, before the batch returns.
+    with store.batch(durable=durable):
+        store.record([], [change], [(event, [Target("ops", "k", 1.0)])], anchors_before={}, now=1.0)
     syncs = [s for s in statements if s.startswith("PRAGMA synchronous") or s == "COMMIT"]
-    assert syncs == [
-        "PRAGMA synchronous = NORMAL",
-        "COMMIT",
-        "PRAGMA synchronous = FULL",
-        "COMMIT",
-    ]
+    assert syncs == expected
     assert len(store.pending_deliveries()) == 1
     store.close()

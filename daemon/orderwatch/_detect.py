@@ -26,6 +26,7 @@ __all__ = [
     "Transition",
     "detect_changes",
     "events_for",
+    "settled",
 ]
 
 EventKind = Literal["created", "status_changed", "stuck"]
@@ -108,6 +109,20 @@ def detect_changes(known: Mapping[str, KnownOrder], observed: Iterable[Order]) -
         elif before.order.status != order.status:
             changes.append(Transition(order, before))
     return changes
+
+
+def settled(remembered: Mapping[str, str], observed: Iterable[Order]) -> set[str]:
+    """The observed ids whose every observation shows the status ``remembered`` (id → status)
+    holds: no change can be detected for them, so their full records need not be read.
+    Pass :func:`detect_changes` the rest, with the full records of the known ones among them.
+    """
+    seen: set[str] = set()
+    differing: set[str] = set()
+    for order in observed:
+        status = remembered.get(order.id)
+        if status is not None:
+            (seen if status == order.status else differing).add(order.id)
+    return seen - differing
 
 
 def events_for(

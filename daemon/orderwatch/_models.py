@@ -42,6 +42,7 @@ KNOWN_STATUSES: Final = (
 )
 FINAL_STATUSES: Final = frozenset({"Delivered", "Cancelled"})
 _ALIASES: Final = {"Canceled": "Cancelled"}
+_CANONICAL: Final = frozenset(KNOWN_STATUSES) | _ALIASES.keys()  # need no stripping
 
 
 def canonical_status(raw: str) -> str:
@@ -127,19 +128,21 @@ def _as_text(value: object) -> str | None:
 def _parse_order(item: object) -> Order | None:
     if not isinstance(item, dict):
         return None
-    order_id, status, number = item.get("id"), item.get("status"), _as_int(item.get("number"))
+    order_id, status, number = item.get("id"), item.get("status"), item.get("number")
+    if type(number) is not int:  # the common case skips the tolerant reading
+        number = _as_int(number)
     if not isinstance(order_id, str) or not order_id.strip():
         return None
     if not isinstance(status, str) or not status.strip() or number is None:
         return None
+    total = item.get("total")
     return Order(
-        id=order_id.strip().lower(),
-        number=number,
-        status=canonical_status(status),
-        created_date=_as_text(item.get("createdDate")),
-        participant_login=_as_text(item.get("participantLogin"))
-        or _as_text(item.get("customerEmail")),
-        total=_as_decimal(item.get("total")),
+        order_id.strip().lower(),
+        number,
+        _ALIASES.get(status, status) if status in _CANONICAL else canonical_status(status),
+        _as_text(item.get("createdDate")),
+        _as_text(item.get("participantLogin")) or _as_text(item.get("customerEmail")),
+        None if total is None else _as_decimal(total),
     )
 
 

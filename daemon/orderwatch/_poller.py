@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -19,7 +19,15 @@ import anyio
 import anyio.lowlevel
 
 from orderwatch._client import OrdersApi
-from orderwatch._detect import Change, Event, KnownOrder, NewOrder, detect_changes, events_for
+from orderwatch._detect import (
+    Change,
+    Event,
+    NewOrder,
+    Transition,
+    detect_changes,
+    events_for,
+    settled,
+)
 from orderwatch._exceptions import OrderwatchError
 from orderwatch._messages import title_for
 from orderwatch._metrics import Metrics
@@ -197,10 +205,10 @@ class Poller:
                 )
                 report.full_walk = True
             state.fetched.add(page_number)
-            (known,) = self._ingest([(page_number, page)], state, report)
+            (glance,) = self._ingest([(page_number, page)], state, report)
             if progress is not None:
                 progress.update(page_number, page.total_pages, state.learned)
-            oldest_is_new = bool(page.orders) and page.orders[-1].id not in known
+            oldest_is_new = bool(page.orders) and page.orders[-1].id not in glance
             if not head_walk_continues(
                 page, page_number, oldest_is_new=oldest_is_new, full_walk=report.full_walk
             ):
@@ -281,20 +289,21 @@ class Poller:
 
     def _ingest(
         self, pages: list[tuple[int, OrderPage]], state: _CycleState, report: CycleReport
-    ) -> list[dict[str, KnownOrder]]:
+    ) -> list[dict[str, tuple[str, int | None]]]:
         """Detect and record the changes ``pages`` (number, page) show, in one transaction;
-        then count and announce them. Returns what the state knew of each page's orders."""
-        knowns: list[dict[str, KnownOrder]] = []
+        then count and announce them. Returns what the state knew of each page's orders
+        before (id → status, anchor)."""
+        glances: list[dict[str, tuple[str, int | None]]] = []
         committed: list[_Committed] = []
-        with self._store.batch():
+        with self._store.batch(durable=state.announce_new):  # events are likely, or rare
             for number, page in pages:
-                known = self._store.lookup([order.id for order in page.orders])
-                committed.append(self._ingest_page(page, number, known, state))
-                knowns.append(known)
-        for item in committed:
-            self._publish(item, report)
+                glance = self._store.glance([order.id for order in page.orders])
+                committed.append(self._ingest_page(page, number, glance, state))
+                glances.append(glance)
+        self._publish(committed, report)
+        for _ in pages:
             self._on_page()
-        return knowns
+        return glances
 
     async def _concurrently(self, jobs: Sequence[Callable[[], Awaitable[object]]]) -> None:
         """Run ``jobs`` at most ``concurrency`` at a time; the first API or state error is raised
@@ -358,16 +367,23 @@ class Poller:
         )
 
     def _ingest_page(
-        self, page: OrderPage, page_number: int, known: dict[str, KnownOrder], state: _CycleState
+        self,
+        page: OrderPage,
+        page_number: int,
+        glance: dict[str, tuple[str, int | None]],
+        state: _CycleState,
     ) -> _Committed:
         if page.rejected:
             state.rejected += page.rejected
             self._metrics.malformed_orders.inc(page.rejected)
             log.warning("page %d: %d malformed orders ignored", page_number, page.rejected)
         base = (page_number - 1) * PAGE_SIZE
+        anchors_before = {order_id: anchor for order_id, (_, anchor) in glance.items()}
         if state.arrivals is None:
             state.arrivals = arrivals_from_sightings(
-                (base + i, known[o.id].anchor) for i, o in enumerate(page.orders) if o.id in known
+                (base + i, anchors_before[o.id])
+                for i, o in enumerate(page.orders)
+                if o.id in anchors_before
             )
             if state.arrivals is not None:
                 self._flush_deferred(state)
@@ -378,10 +394,13 @@ class Poller:
                 sightings.append(Sighting(order, None))
             else:
                 sightings.append(Sighting(order, base + i - state.arrivals))
-        changes = detect_changes(known, page.orders)
+        # Most known orders show the status the state holds: only the others are read whole.
+        unchanged = settled({i: status for i, (status, _) in glance.items()}, page.orders)
+        known = self._store.lookup([order_id for order_id in glance if order_id not in unchanged])
+        changes = detect_changes(known, [o for o in page.orders if o.id not in unchanged])
         state.seen.update(order.id for order in page.orders)
         state.learned += sum(isinstance(change, NewOrder) for change in changes)
-        return self._record(sightings, changes, known, announce_new=state.announce_new)
+        return self._record(sightings, changes, anchors_before, announce_new=state.announce_new)
 
     def _flush_deferred(self, state: _CycleState) -> None:
         """Give the new orders seen before the arrivals counter was known their anchors."""
@@ -423,13 +442,13 @@ class Poller:
         self._unknown_to_api.discard(known.order.id)
         observed = replace(known.order, status=status)
         changes = detect_changes({known.order.id: known}, [observed])
-        self._publish(self._record([], changes, {known.order.id: known}, announce_new=True), report)
+        self._publish([self._record([], changes, {}, announce_new=True)], report)
 
     def _record(
         self,
         sightings: list[Sighting],
         changes: list[Change],
-        known: dict[str, KnownOrder],
+        anchors_before: Mapping[str, int | None],
         *,
         announce_new: bool,
     ) -> _Committed:
@@ -444,30 +463,35 @@ class Poller:
             newer_than=self._newer_than,
         )
         plan = [(event, self._targets(event, now)) for event in events]
-        stored = self._store.record(sightings, changes, plan, known=known, now=now)
+        stored = self._store.record(
+            sightings, changes, plan, anchors_before=anchors_before, now=now
+        )
         return _Committed(changes, stored, now)
 
-    def _publish(self, committed: _Committed, report: CycleReport) -> None:
+    def _publish(self, committed: Sequence[_Committed], report: CycleReport) -> None:
         """Count, measure and announce what a commit wrote."""
-        now = committed.at
-        for change in committed.changes:
-            if isinstance(change, NewOrder):
-                report.new_orders += 1
-                self._counts[change.order.status] += 1
-            else:
-                report.transitions += 1
-                self._counts[change.previous_status] -= 1
-                self._counts[change.order.status] += 1
-                self._metrics.transitions.labels(
-                    from_status=change.previous_status, to_status=change.order.status
-                ).inc()
-                if change.previous.since_exact:  # only a stay whose start orderwatch saw
-                    self._metrics.status_duration.labels(status=change.previous_status).observe(
-                        now - change.previous.status_since
-                    )
-        self._announced(committed.stored, report)
-        if committed.changes:
+        for item in committed:
+            for change in item.changes:
+                if isinstance(change, NewOrder):
+                    report.new_orders += 1
+                    self._counts[change.order.status] += 1
+                else:
+                    report.transitions += 1
+                    self._counts[change.previous_status] -= 1
+                    self._counts[change.order.status] += 1
+                    self._measure(change, item.at)
+            self._announced(item.stored, report)
+        if any(item.changes for item in committed):
             self._metrics.set_order_counts(self._counts)
+
+    def _measure(self, change: Transition, now: float) -> None:
+        self._metrics.transitions.labels(
+            from_status=change.previous_status, to_status=change.order.status
+        ).inc()
+        if change.previous.since_exact:  # only a stay whose start orderwatch saw
+            self._metrics.status_duration.labels(status=change.previous_status).observe(
+                now - change.previous.status_since
+            )
 
     def _announced(self, stored: list[StoredEvent], report: CycleReport) -> None:
         for item in stored:
@@ -498,7 +522,7 @@ class Poller:
         events = stuck_events(self._store.open_orders(), self._stuck_rules, now)
         if events:
             plan = [(event, self._targets(event, now)) for event in events]
-            self._announced(self._store.record([], [], plan, known={}, now=now), report)
+            self._announced(self._store.record([], [], plan, anchors_before={}, now=now), report)
 
 
 @dataclass(frozen=True, slots=True)

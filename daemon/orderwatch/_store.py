@@ -19,7 +19,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -412,22 +412,23 @@ class Store:
             self._durable = durable
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, durable: bool) -> Iterator[None]:
         """Write everything done inside as one transaction: a group commit, for pages that
         arrived together (a commit costs as much CPU as a page's parsing and lookup).
 
-        It commits without an fsync; when anything inside asked for one (events, delivery
-        state), a one-row FULL commit follows before this returns: syncing the write-ahead log
-        makes the whole batch durable, as if it had been committed FULL itself."""
+        ``durable``: commit with an fsync, as every commit carrying events or delivery state
+        must be; say so when the batch will likely carry some. A batch committed without one
+        that carried some after all is followed by a one-row commit with an fsync before this
+        returns: syncing the write-ahead log makes the whole batch durable with it."""
         if self._batch_durable is not None:
             yield  # already inside a batch: part of it
             return
-        with self._transaction(durable=False):
-            self._batch_durable = False
+        with self._transaction(durable=durable):
+            self._batch_durable = durable
             try:
                 yield
             finally:
-                synced, self._batch_durable = not self._batch_durable, None
+                synced, self._batch_durable = durable or not self._batch_durable, None
         if not synced:
             with self._transaction(durable=True):
                 self._db.execute(
@@ -505,6 +506,15 @@ class Store:
         rows = self._tuples(f"SELECT {_KNOWN_COLUMNS} FROM orders WHERE id IN ({marks})", ids)
         return {row[0]: _known(row) for row in rows}
 
+    def glance(self, ids: Collection[str]) -> dict[str, tuple[str, int | None]]:
+        """Status and list anchor of the known orders among ``ids``: enough to tell which need
+        a full :meth:`lookup` (see :func:`~orderwatch._detect.settled`), for a third of it."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._tuples(f"SELECT id, status, anchor FROM orders WHERE id IN ({marks})", ids)
+        return {order_id: (status, anchor) for order_id, status, anchor in rows}
+
     def open_orders(self) -> list[KnownOrder]:
         """Every order not in a final status, newest first."""
         rows = self._query(
@@ -535,23 +545,24 @@ class Store:
         changes: Sequence[Change],
         deliveries: Sequence[tuple[Event, Sequence[Target]]],
         *,
-        known: dict[str, KnownOrder],
+        anchors_before: Mapping[str, int | None],
         now: float,
         arrivals: int | None = None,
     ) -> list[StoredEvent]:
         """Commit one observed batch at once: orders, events, and their pending deliveries.
 
-        ``deliveries`` pairs each event with its targets. ``known`` is what :meth:`lookup` said
-        of the sighted ids; only what differs from it is written. A ``stuck`` event also counts
-        as an alert sent for its order; a transition clears that count.
+        ``deliveries`` pairs each event with its targets. ``anchors_before`` holds the anchor
+        the state had for each sighted known order (:meth:`glance`); only moved ones are
+        written. A ``stuck`` event also counts as an alert sent for its order; a transition
+        clears that count.
         """
         anchors = {s.order.id: s.anchor for s in sightings if s.anchor is not None}
         changed = {change.order.id for change in changes}
         moved = [
             (anchor, order_id)
             for order_id, anchor in anchors.items()
-            if order_id not in changed and order_id in known
-            if known[order_id].anchor != anchor
+            if order_id not in changed and order_id in anchors_before
+            if anchors_before[order_id] != anchor
         ]
         if not (changes or moved or deliveries or arrivals is not None):
             return []  # an unchanged page: nothing to write, no transaction to open
