@@ -567,32 +567,38 @@ class Store:
         if not (changes or moved or deliveries or arrivals is not None):
             return []  # an unchanged page: nothing to write, no transaction to open
         stored: list[StoredEvent] = []
+        inserts, updates = [], []
+        for change in changes:
+            order = change.order
+            fields = (
+                order.number,
+                order.status,
+                int(is_final(order.status)),
+                order.created_date,
+                order.participant_login,
+                None if order.total is None else str(order.total),
+                order.id,
+            )
+            if isinstance(change, NewOrder):
+                inserts.append((*fields, now, now, anchors.get(order.id)))
+            else:
+                updates.append((*fields, now, anchors.get(order.id)))
         with self._transaction(durable=bool(deliveries)):
-            for change in changes:
-                order = change.order
-                fields = (
-                    order.number,
-                    order.status,
-                    int(is_final(order.status)),
-                    order.created_date,
-                    order.participant_login,
-                    None if order.total is None else str(order.total),
+            if inserts:
+                self._db.executemany(
+                    "INSERT INTO orders (number, status, is_final, created_date, "
+                    "participant_login, total, id, status_since, since_exact, first_seen, "
+                    "anchor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                    inserts,
                 )
-                if isinstance(change, NewOrder):
-                    self._db.execute(
-                        "INSERT INTO orders (number, status, is_final, created_date, "
-                        "participant_login, total, id, status_since, since_exact, first_seen, "
-                        "anchor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                        (*fields, order.id, now, now, anchors.get(order.id)),
-                    )
-                else:
-                    self._db.execute(
-                        "UPDATE orders SET number = ?, status = ?, is_final = ?, created_date = ?,"
-                        " participant_login = ?, total = ?, status_since = ?, since_exact = 1,"
-                        " anchor = coalesce(?, anchor), stuck_alerts = 0, stuck_last = NULL"
-                        " WHERE id = ?",
-                        (*fields, now, anchors.get(order.id), order.id),
-                    )
+            if updates:
+                self._db.executemany(
+                    "UPDATE orders SET number = ?1, status = ?2, is_final = ?3, created_date = ?4,"
+                    " participant_login = ?5, total = ?6, status_since = ?8, since_exact = 1,"
+                    " anchor = coalesce(?9, anchor), stuck_alerts = 0, stuck_last = NULL"
+                    " WHERE id = ?7",
+                    updates,
+                )
             if moved:
                 self._db.executemany("UPDATE orders SET anchor = ? WHERE id = ?", moved)
             for event, targets in deliveries:
