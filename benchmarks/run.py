@@ -4,10 +4,12 @@
    for the real poller against the sandbox over loopback, beside two baselines implemented
    here: /status for every open order, and walking every page every cycle.
 2. Cold start: requests and time for a first sync, against pages ÷ max_rps.
-3. Ingest throughput on one core: pages served from memory (httpx.MockTransport), unchanged
-   and with 10 % of the orders changed (each change persisted with its outbox row).
+3. Ingest throughput on one core: pages served from memory (httpx.MockTransport replaying
+   answers recorded beforehand), unchanged and with 10 % of the orders changed (each change
+   persisted with its outbox row).
 
-Detection latency, memory and idle CPU are not measured yet (issue 5 stays open for them).
+Detection latency and idle CPU need the daemon in a process of its own: ``service.py``; peak
+memory: ``memory.py``.
 """
 
 from __future__ import annotations
