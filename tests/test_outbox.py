@@ -71,7 +71,7 @@ def seed(store: Store, numbers: list[int], now: float, targets: list[Target] | N
         change = NewOrder(Order(id=f"id-{n}", number=n, status="Created"))
         [event] = events_for([change], announce_new=True, after_gap=False, now=now)
         chosen = targets or [Target("ops", "a", now), Target("mail", "b", now)]
-        store.record([], [change], [(event, chosen)], anchors_before={}, now=now)
+        store.record({}, [change], [(event, chosen)], anchors_before={}, now=now)
 
 
 def make(
@@ -104,6 +104,31 @@ async def test_every_delivery_goes_out_once_and_is_marked_sent(tmp_path: Path) -
     assert len(sender.sent) == 4
     assert counter(metrics, "ops", "sent") == 2
     assert metrics.notification_latency._sum.get() == 0  # the fake clock did not move
+
+
+async def test_nothing_is_sent_before_what_it_announces_is_synced_to_disk(
+    tmp_path: Path,
+) -> None:
+    store, courier, sender, clock, _, _ = make(tmp_path, [A])
+    journal: list[str] = []
+    store._db.set_trace_callback(
+        lambda sql: journal.append(sql) if sql.startswith("PRAGMA synchronous") else None
+    )
+    inner = sender.__call__
+
+    async def noting(destination: Destination, title: str, body: str) -> str | None:
+        journal.append(f"send {title}")
+        return await inner(destination, title, body)
+
+    courier._send = noting
+    seed(store, [1], clock.now, [Target("ops", "a", clock.now)])
+    await courier.deliver_due()
+    # The event was committed without an fsync; the send waited for one.
+    assert journal == [
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA synchronous = FULL",
+        "send Order #1: new order (Created)",
+    ]
 
 
 async def test_a_failing_destination_keeps_its_order_and_does_not_delay_others(
@@ -289,7 +314,7 @@ async def test_a_resolving_transition_says_so(tmp_path: Path) -> None:
         now=clock.now,
     )
     store.record(
-        [], [], [(event, [Target("ops", "a", clock.now)])], anchors_before={}, now=clock.now
+        {}, [], [(event, [Target("ops", "a", clock.now)])], anchors_before={}, now=clock.now
     )
     await courier.deliver_due()
     [(_, title, body)] = sender.sent

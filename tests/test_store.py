@@ -11,7 +11,7 @@ import pytest
 from orderwatch import StateError
 from orderwatch._detect import NewOrder, events_for
 from orderwatch._models import Order
-from orderwatch._store import MIGRATIONS, Sighting, Store, Target
+from orderwatch._store import MIGRATIONS, Store, Target
 
 
 def new_order(n: int, status: str = "Created") -> Order:
@@ -29,7 +29,7 @@ def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -
     changes = [NewOrder(new_order(1)), NewOrder(new_order(2, "Delivered"))]
     events = events_for(changes, announce_new=True, after_gap=False, now=10.0)
     stored = store.record(
-        [Sighting(c.order, i) for i, c in enumerate(changes)],
+        {c.order.id: i for i, c in enumerate(changes)},
         changes,
         [(e, [Target("ops", "k1", 10.0), Target("ops", "k2", 10.0)]) for e in events],
         anchors_before={},
@@ -55,10 +55,10 @@ def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -
 def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s.db")
     change = NewOrder(new_order(1))
-    store.record([], [change], [], anchors_before={}, now=1.0)
+    store.record({}, [change], [], anchors_before={}, now=1.0)
     with pytest.raises(StateError, match="cannot write"):
         # the same new order again violates the primary key: the whole batch rolls back
-        store.record([], [NewOrder(new_order(2)), change], [], anchors_before={}, now=2.0)
+        store.record({}, [NewOrder(new_order(2)), change], [], anchors_before={}, now=2.0)
     assert store.status_counts() == {"Created": 1}
 
 
@@ -68,7 +68,7 @@ def test_pending_deliveries_survive_reopening(tmp_path: Path) -> None:
     change = NewOrder(new_order(1))
     [event] = events_for([change], announce_new=True, after_gap=False, now=5.0)
     [stored] = store.record(
-        [], [change], [(event, [Target("ops", "k", 5.0)])], anchors_before={}, now=5.0
+        {}, [change], [(event, [Target("ops", "k", 5.0)])], anchors_before={}, now=5.0
     )
     store.close()  # as good as a crash: WAL keeps the commit
     reopened = Store.open(path)
@@ -140,7 +140,7 @@ def test_outbox_requeue_and_drop_select_by_event_and_route(tmp_path: Path) -> No
         change = NewOrder(new_order(n))
         [event] = events_for([change], announce_new=True, after_gap=False, now=1.0)
         store.record(
-            [],
+            {},
             [change],
             [(event, [Target("ops", "a", 1.0), Target("erp", "b", 1.0)])],
             anchors_before={},
@@ -161,10 +161,10 @@ def test_stuck_alert_timers_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     store = Store.open(path)
     change = NewOrder(new_order(1, "AwaitingCertificateAssignment"))
-    store.record([], [change], [], anchors_before={}, now=0.0)
+    store.record({}, [change], [], anchors_before={}, now=0.0)
     rules = [StuckRule("AwaitingCertificateAssignment", after=100, repeat=1000)]
     [alert] = stuck_events(store.open_orders(), rules, now=150.0)
-    store.record([], [], [(alert, [])], anchors_before={}, now=150.0)
+    store.record({}, [], [(alert, [])], anchors_before={}, now=150.0)
     store.close()
     reopened = Store.open(path)
     [known] = reopened.open_orders()
@@ -192,15 +192,15 @@ def test_records_in_one_batch_are_one_transaction(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s.db")
     commits: list[str] = []
     store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
-    with store.batch(durable=False):
-        store.record([], [NewOrder(new_order(1))], [], anchors_before={}, now=1.0)
-        store.record([], [NewOrder(new_order(2))], [], anchors_before={}, now=1.0)
+    with store.batch():
+        store.record({}, [NewOrder(new_order(1))], [], anchors_before={}, now=1.0)
+        store.record({}, [NewOrder(new_order(2))], [], anchors_before={}, now=1.0)
     assert commits == ["COMMIT"]  # nothing asked for an fsync: no second commit
 
     def order_3_then_a_known_order_as_new() -> None:
-        with store.batch(durable=False):
-            store.record([], [NewOrder(new_order(3))], [], anchors_before={}, now=2.0)
-            store.record([], [NewOrder(new_order(1))], [], anchors_before={}, now=2.0)
+        with store.batch():
+            store.record({}, [NewOrder(new_order(3))], [], anchors_before={}, now=2.0)
+            store.record({}, [NewOrder(new_order(1))], [], anchors_before={}, now=2.0)
 
     with pytest.raises(StateError):
         order_3_then_a_known_order_as_new()
@@ -208,27 +208,63 @@ def test_records_in_one_batch_are_one_transaction(tmp_path: Path) -> None:
     store.close()
 
 
-@pytest.mark.parametrize(
-    ("durable", "expected"),
-    [
-        # Not expected to carry events: it commits without an fsync, then a one-row commit
-        # with synchronous = FULL syncs the write-ahead log, and the batch with it.
-        (False, ["PRAGMA synchronous = NORMAL", "COMMIT", "PRAGMA synchronous = FULL", "COMMIT"]),
-        # Expected to: one commit, with an fsync.
-        (True, ["COMMIT"]),
-    ],
-)
-def test_a_batch_with_deliveries_is_synced_before_it_returns(
-    tmp_path: Path, durable: bool, expected: list[str]
-) -> None:
+def test_events_are_committed_without_an_fsync_and_synced_once_on_demand(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s.db")  # opened with synchronous = FULL
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
+    for n in (1, 2):
+        change = NewOrder(new_order(n))
+        (event,) = events_for([change], announce_new=True, after_gap=False, now=1.0)
+        with store.batch():
+            store.record(
+                {}, [change], [(event, [Target("ops", "k", 1.0)])], anchors_before={}, now=1.0
+            )
+    store.sync()
+    store.sync()  # nothing new since: no second fsync
+    syncs = [s for s in statements if s.startswith("PRAGMA synchronous") or s == "COMMIT"]
+    # Two commits that survive a crash of the process (WAL) but wait for no fsync, then one
+    # commit with synchronous = FULL, which syncs the write-ahead log and both with it.
+    assert syncs == [
+        "PRAGMA synchronous = NORMAL",
+        "COMMIT",
+        "COMMIT",
+        "PRAGMA synchronous = FULL",
+        "COMMIT",
+    ]
+    assert len(store.pending_deliveries()) == 2
+    store.close()
+
+
+def test_a_synced_outbox_write_leaves_nothing_to_sync(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db")
     change = NewOrder(new_order(1))
     (event,) = events_for([change], announce_new=True, after_gap=False, now=1.0)
-    with store.batch(durable=durable):
-        store.record([], [change], [(event, [Target("ops", "k", 1.0)])], anchors_before={}, now=1.0)
-    syncs = [s for s in statements if s.startswith("PRAGMA synchronous") or s == "COMMIT"]
-    assert syncs == expected
-    assert len(store.pending_deliveries()) == 1
+    store.record({}, [change], [(event, [Target("ops", "k", 1.0)])], anchors_before={}, now=1.0)
+    store.mark_sent(store.pending_deliveries(), now=2.0)  # delivery state: FULL, syncs all
+    commits: list[str] = []
+    store._db.set_trace_callback(commits.append)
+    store.sync()
+    assert commits == []
+    store.close()
+
+
+def test_event_sequence_numbers_keep_rising_across_batches_and_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = Store.open(path)
+    seqs = []
+    for now, numbers in ((1.0, [1, 2]), (2.0, [3])):
+        changes = [NewOrder(new_order(n)) for n in numbers]
+        events = events_for(changes, announce_new=True, after_gap=False, now=now)
+        plan = [(e, [Target("ops", "k", now)]) for e in events]
+        seqs += [s.seq for s in store.record({}, changes, plan, anchors_before={}, now=now)]
+    store.close()
+    store = Store.open(path)
+    change = NewOrder(new_order(4))
+    (event,) = events_for([change], announce_new=True, after_gap=False, now=3.0)
+    seqs += [s.seq for s in store.record({}, [change], [(event, [])], anchors_before={}, now=3.0)]
+    assert seqs == sorted(set(seqs))  # rising, never reused
+    pending = store.pending_deliveries()
+    assert [(d.stored.seq, d.stored.event.order.number) for d in pending] == list(
+        zip(seqs[:3], [1, 2, 3], strict=True)
+    )
     store.close()

@@ -175,6 +175,9 @@ class Courier:
         if destination.kind == "apprise":
             pace = self._pace.setdefault(destination.route, RateLimiter(_ROUTE_RATE))
             await pace.acquire()
+        # Nothing goes out before what it announces is on disk: lost in a power cut after the
+        # send, the change would be observed and announced again.
+        self._store.sync()
         # A send that started is finished and recorded, even when shutdown is under way.
         with anyio.CancelScope(shield=True):
             outcome = await self._send_batch(destination, batch)

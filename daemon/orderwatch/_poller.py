@@ -42,7 +42,7 @@ from orderwatch._planner import (
 )
 from orderwatch._routing import plan_delivery
 from orderwatch._sinks import Destination
-from orderwatch._store import Sighting, Store, StoredEvent, Target
+from orderwatch._store import Store, StoredEvent, Target
 from orderwatch._stuck import StuckRule, stuck_events
 
 __all__ = ["CycleReport", "Poller"]
@@ -295,7 +295,7 @@ class Poller:
         before (id → status, anchor)."""
         glances: list[dict[str, tuple[str, int | None]]] = []
         committed: list[_Committed] = []
-        with self._store.batch(durable=state.announce_new):  # events are likely, or rare
+        with self._store.batch():
             for number, page in pages:
                 glance = self._store.glance([order.id for order in page.orders])
                 committed.append(self._ingest_page(page, number, glance, state))
@@ -387,20 +387,19 @@ class Poller:
             )
             if state.arrivals is not None:
                 self._flush_deferred(state)
-        sightings = []
-        for i, order in enumerate(page.orders):
-            if state.arrivals is None:
-                state.deferred.append((order.id, base + i))
-                sightings.append(Sighting(order, None))
-            else:
-                sightings.append(Sighting(order, base + i - state.arrivals))
+        anchors: dict[str, int] = {}
+        if state.arrivals is None:  # anchors follow once the arrivals counter is known
+            state.deferred.extend((order.id, base + i) for i, order in enumerate(page.orders))
+        else:
+            for i, order in enumerate(page.orders):
+                anchors[order.id] = base + i - state.arrivals
         # Most known orders show the status the state holds: only the others are read whole.
         unchanged = settled({i: status for i, (status, _) in glance.items()}, page.orders)
         known = self._store.lookup([order_id for order_id in glance if order_id not in unchanged])
         changes = detect_changes(known, [o for o in page.orders if o.id not in unchanged])
         state.seen.update(order.id for order in page.orders)
         state.learned += sum(isinstance(change, NewOrder) for change in changes)
-        return self._record(sightings, changes, anchors_before, announce_new=state.announce_new)
+        return self._record(anchors, changes, anchors_before, announce_new=state.announce_new)
 
     def _flush_deferred(self, state: _CycleState) -> None:
         """Give the new orders seen before the arrivals counter was known their anchors."""
@@ -442,11 +441,11 @@ class Poller:
         self._unknown_to_api.discard(known.order.id)
         observed = replace(known.order, status=status)
         changes = detect_changes({known.order.id: known}, [observed])
-        self._publish([self._record([], changes, {}, announce_new=True)], report)
+        self._publish([self._record({}, changes, {}, announce_new=True)], report)
 
     def _record(
         self,
-        sightings: list[Sighting],
+        anchors: Mapping[str, int],
         changes: list[Change],
         anchors_before: Mapping[str, int | None],
         *,
@@ -463,9 +462,7 @@ class Poller:
             newer_than=self._newer_than,
         )
         plan = [(event, self._targets(event, now)) for event in events]
-        stored = self._store.record(
-            sightings, changes, plan, anchors_before=anchors_before, now=now
-        )
+        stored = self._store.record(anchors, changes, plan, anchors_before=anchors_before, now=now)
         return _Committed(changes, stored, now)
 
     def _publish(self, committed: Sequence[_Committed], report: CycleReport) -> None:
@@ -522,7 +519,7 @@ class Poller:
         events = stuck_events(self._store.open_orders(), self._stuck_rules, now)
         if events:
             plan = [(event, self._targets(event, now)) for event in events]
-            self._announced(self._store.record([], [], plan, anchors_before={}, now=now), report)
+            self._announced(self._store.record({}, [], plan, anchors_before={}, now=now), report)
 
 
 @dataclass(frozen=True, slots=True)

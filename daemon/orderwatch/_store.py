@@ -30,7 +30,7 @@ from orderwatch._detect import Change, Event, KnownOrder, NewOrder
 from orderwatch._exceptions import StateError
 from orderwatch._models import Order, is_final
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Delivery", "Sighting", "Store", "StoredEvent", "Target"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Delivery", "Store", "StoredEvent", "Target"]
 
 SCHEMA_VERSION: Final = 2
 
@@ -110,14 +110,6 @@ class Target:
     destination: str
     due_at: float
     held: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    """An order as observed, with its anchor when its list position was seen."""
-
-    order: Order
-    anchor: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +221,30 @@ def _known(row: Sequence[Any]) -> KnownOrder:
     )
 
 
+def _order_rows(
+    changes: Sequence[Change], anchors: Mapping[str, int], now: float
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """The parameters of the INSERTs (new orders) and UPDATEs (transitions) ``changes`` need."""
+    inserts: list[tuple[object, ...]] = []
+    updates: list[tuple[object, ...]] = []
+    for change in changes:
+        order = change.order
+        fields = (
+            order.number,
+            order.status,
+            int(is_final(order.status)),
+            order.created_date,
+            order.participant_login,
+            None if order.total is None else str(order.total),
+            order.id,
+        )
+        if isinstance(change, NewOrder):
+            inserts.append((*fields, now, now, anchors.get(order.id)))
+        else:
+            updates.append((*fields, now, anchors.get(order.id)))
+    return inserts, updates
+
+
 class Store:
     """The SQLite state file. Use :meth:`open`; close it with :meth:`close`."""
 
@@ -237,7 +253,8 @@ class Store:
         self.path = path
         self._lock_fd: int | None = None
         self._durable = True
-        self._batch_durable: bool | None = None  # inside batch(): whether it must end synced
+        self._in_batch = False
+        self._unsynced = False  # events committed since the last fsync
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -404,42 +421,41 @@ class Store:
             }
 
     def _sync(self, *, durable: bool) -> None:
-        """fsync at every commit that carries events or delivery state (FULL); a commit that only
-        learns orders or notes progress may ride on the next one (NORMAL): lost in a power cut,
-        it is simply learned again. Both survive a crash of the process itself (WAL)."""
+        """fsync at every commit of delivery state (FULL). Commits of orders and events do not
+        wait for one (NORMAL): they survive a crash of the process (WAL), and :meth:`sync`
+        makes them survive a power cut before anything they announce is sent. Lost in a power
+        cut before that, they are simply observed again."""
         if durable != self._durable:
             self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._durable = durable
 
-    @contextmanager
-    def batch(self, *, durable: bool) -> Iterator[None]:
-        """Write everything done inside as one transaction: a group commit, for pages that
-        arrived together (a commit costs as much CPU as a page's parsing and lookup).
-
-        ``durable``: commit with an fsync, as every commit carrying events or delivery state
-        must be; say so when the batch will likely carry some. A batch committed without one
-        that carried some after all is followed by a one-row commit with an fsync before this
-        returns: syncing the write-ahead log makes the whole batch durable with it."""
-        if self._batch_durable is not None:
-            yield  # already inside a batch: part of it
-            return
-        with self._transaction(durable=durable):
-            self._batch_durable = durable
-            try:
-                yield
-            finally:
-                synced, self._batch_durable = durable or not self._batch_durable, None
-        if not synced:
-            with self._transaction(durable=True):
+    def sync(self) -> None:
+        """Make every commit so far durable, if one is not yet: the courier calls this before
+        it sends. One fsync covers every event committed since the last one, however many."""
+        if self._unsynced:
+            with self._transaction(durable=True):  # a FULL commit syncs the whole log
                 self._db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('synced_batches', '1') "
+                    "INSERT INTO meta (key, value) VALUES ('syncs', '1') "
                     "ON CONFLICT (key) DO UPDATE SET value = value + 1"
                 )
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Write everything done inside as one transaction: a group commit, for pages that
+        arrived together (a commit costs as much CPU as a page's parsing and lookup)."""
+        if self._in_batch:
+            yield  # already inside a batch: part of it
+            return
+        with self._transaction(durable=False):
+            self._in_batch = True
+            try:
+                yield
+            finally:
+                self._in_batch = False
+
+    @contextmanager
     def _transaction(self, *, durable: bool = True) -> Iterator[None]:
-        if self._batch_durable is not None:  # inside batch(): its commit is this one's
-            self._batch_durable = self._batch_durable or durable
+        if self._in_batch:  # inside batch(): its commit is this one's
             yield
             return
         try:
@@ -449,6 +465,8 @@ class Store:
             yield
             if self._db.in_transaction:
                 self._db.execute("COMMIT")
+            if durable:
+                self._unsynced = False
         except sqlite3.Error as error:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -541,7 +559,7 @@ class Store:
 
     def record(
         self,
-        sightings: Sequence[Sighting],
+        anchors: Mapping[str, int],
         changes: Sequence[Change],
         deliveries: Sequence[tuple[Event, Sequence[Target]]],
         *,
@@ -551,12 +569,12 @@ class Store:
     ) -> list[StoredEvent]:
         """Commit one observed batch at once: orders, events, and their pending deliveries.
 
-        ``deliveries`` pairs each event with its targets. ``anchors_before`` holds the anchor
-        the state had for each sighted known order (:meth:`glance`); only moved ones are
-        written. A ``stuck`` event also counts as an alert sent for its order; a transition
-        clears that count.
+        ``anchors`` holds the list anchor of each order seen where its position could be told;
+        ``anchors_before`` the anchor the state had for each of those it knew (:meth:`glance`):
+        only moved ones are written. ``deliveries`` pairs each event with its targets. A
+        ``stuck`` event also counts as an alert sent for its order; a transition clears that
+        count.
         """
-        anchors = {s.order.id: s.anchor for s in sightings if s.anchor is not None}
         changed = {change.order.id for change in changes}
         moved = [
             (anchor, order_id)
@@ -567,23 +585,8 @@ class Store:
         if not (changes or moved or deliveries or arrivals is not None):
             return []  # an unchanged page: nothing to write, no transaction to open
         stored: list[StoredEvent] = []
-        inserts, updates = [], []
-        for change in changes:
-            order = change.order
-            fields = (
-                order.number,
-                order.status,
-                int(is_final(order.status)),
-                order.created_date,
-                order.participant_login,
-                None if order.total is None else str(order.total),
-                order.id,
-            )
-            if isinstance(change, NewOrder):
-                inserts.append((*fields, now, now, anchors.get(order.id)))
-            else:
-                updates.append((*fields, now, anchors.get(order.id)))
-        with self._transaction(durable=bool(deliveries)):
+        inserts, updates = _order_rows(changes, anchors, now)
+        with self._transaction(durable=False):  # sync() before they are sent
             if inserts:
                 self._db.executemany(
                     "INSERT INTO orders (number, status, is_final, created_date, "
@@ -601,20 +604,23 @@ class Store:
                 )
             if moved:
                 self._db.executemany("UPDATE orders SET anchor = ? WHERE id = ?", moved)
-            for event, targets in deliveries:
-                stored.append(self._insert_event(event, targets))
-                if event.kind == "stuck":
-                    self._db.execute(
-                        "UPDATE orders SET stuck_alerts = stuck_alerts + 1, stuck_last = ? "
-                        "WHERE id = ?",
-                        (event.detected_at, event.order.id),
-                    )
+            if deliveries:
+                stored = self._insert_events(deliveries)
+            stuck = [(e.detected_at, e.order.id) for e, _ in deliveries if e.kind == "stuck"]
+            if stuck:
+                self._db.executemany(
+                    "UPDATE orders SET stuck_alerts = stuck_alerts + 1, stuck_last = ? "
+                    "WHERE id = ?",
+                    stuck,
+                )
             if arrivals is not None:
                 self._db.execute(
                     "INSERT INTO meta (key, value) VALUES ('arrivals', ?) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(arrivals),),
                 )
+        if stored:
+            self._unsynced = True
         return stored
 
     def set_anchors(self, anchors: Sequence[tuple[str, int]]) -> None:
@@ -626,34 +632,51 @@ class Store:
                     [(anchor, order_id) for order_id, anchor in anchors],
                 )
 
-    def _insert_event(self, event: Event, targets: Sequence[Target]) -> StoredEvent:
-        event_id = str(uuid.uuid4())
-        cursor = self._db.execute(
-            "INSERT INTO events (id, kind, order_id, previous_status, status, previous_since, "
-            "previous_since_exact, detected_at, after_gap, order_json, resolves_stuck, reminder) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event_id,
-                event.kind,
-                event.order.id,
-                event.previous_status,
-                event.order.status,
-                event.previous_since,
-                int(event.previous_since_exact),
-                event.detected_at,
-                int(event.after_gap),
-                _order_json(event.order),
-                int(event.resolves_stuck),
-                event.reminder,
-            ),
+    def _insert_events(
+        self, deliveries: Sequence[tuple[Event, Sequence[Target]]]
+    ) -> list[StoredEvent]:
+        """Insert events and their deliveries, two statements however many (inside a write
+        transaction: the sequence numbers taken here are then this writer's alone)."""
+        (last,) = self._db.execute(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+        ).fetchone()
+        stored = [
+            StoredEvent(seq=last + n, id=str(uuid.uuid4()), event=event)
+            for n, (event, _) in enumerate(deliveries, 1)
+        ]
+        self._db.executemany(
+            "INSERT INTO events (seq, id, kind, order_id, previous_status, status, "
+            "previous_since, previous_since_exact, detected_at, after_gap, order_json, "
+            "resolves_stuck, reminder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    item.seq,
+                    item.id,
+                    item.event.kind,
+                    item.event.order.id,
+                    item.event.previous_status,
+                    item.event.order.status,
+                    item.event.previous_since,
+                    int(item.event.previous_since_exact),
+                    item.event.detected_at,
+                    int(item.event.after_gap),
+                    _order_json(item.event.order),
+                    int(item.event.resolves_stuck),
+                    item.event.reminder,
+                )
+                for item in stored
+            ],
         )
-        seq = int(cursor.lastrowid or 0)
         self._db.executemany(
             "INSERT INTO deliveries (event_seq, route, destination, state, next_attempt_at, "
             "held, age_from) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
-            [(seq, t.route, t.destination, t.due_at, int(t.held), t.due_at) for t in targets],
+            [
+                (item.seq, t.route, t.destination, t.due_at, int(t.held), t.due_at)
+                for item, (_, targets) in zip(stored, deliveries, strict=True)
+                for t in targets
+            ],
         )
-        return StoredEvent(seq=seq, id=event_id, event=event)
+        return stored
 
     # -- outbox -----------------------------------------------------------------------------
 
