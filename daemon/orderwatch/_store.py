@@ -542,8 +542,7 @@ class Store:
 
     def open_anchors(self) -> dict[str, int | None]:
         """Id → list anchor of every open order: what a cycle's planning needs, and no more."""
-        rows = self._query("SELECT id, anchor FROM orders WHERE is_final = 0")
-        return {row["id"]: row["anchor"] for row in rows}
+        return dict(self._tuples("SELECT id, anchor FROM orders WHERE is_final = 0", ()))
 
     def oldest_open_since(self) -> dict[str, float]:
         """For each open status, when its longest-waiting order entered it."""
