@@ -182,15 +182,22 @@ async def test_retries_run_out_into_a_transient_error() -> None:
     assert [c for e, c, _ in seen if e == "list"] == ["timeout"] * FAST.attempts
 
 
-async def test_a_429_waits_as_retry_after_says() -> None:
-    script = [httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(200, json=PAGE)]
+def scripted(*replies: httpx.Response) -> Handler:
+    """A token for the token endpoint; ``replies`` in turn for everything else."""
+    script = list(replies)
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/connect/token"):
             return token_reply()
         return script.pop(0)
 
-    client, _ = api(handler)
+    return handler
+
+
+async def test_a_429_waits_as_retry_after_says() -> None:
+    client, _ = api(
+        scripted(httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(200, json=PAGE))
+    )
     async with client:
         started = anyio.current_time()
         await client.list_orders(1)
@@ -199,14 +206,9 @@ async def test_a_429_waits_as_retry_after_says() -> None:
 
 
 async def test_a_malformed_body_is_retried_as_transient() -> None:
-    script = [httpx.Response(200, content=b"<html>"), httpx.Response(200, json=PAGE)]
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/connect/token"):
-            return token_reply()
-        return script.pop(0)
-
-    client, _ = api(handler)
+    client, _ = api(
+        scripted(httpx.Response(200, content=b"<html>"), httpx.Response(200, json=PAGE))
+    )
     async with client:
         assert (await client.list_orders(1)).total_pages == 1
 

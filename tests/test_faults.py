@@ -78,6 +78,19 @@ FAULTS = {
 }
 
 
+def assert_caught_up(
+    sandbox: Sandbox, initial: dict[int, str], mark: int, hooks: HookReceiver, *, timeout: float
+) -> None:
+    """Every change since ``mark`` arrives, and a moment later still nothing more than that."""
+    wait_until(
+        lambda: check(sandbox, initial, mark, hooks, complete=True) == [],
+        timeout=timeout,
+        what="catching up",
+    )
+    time.sleep(1.5)  # a duplicate would show up after the last expected delivery
+    assert check(sandbox, initial, mark, hooks, complete=True) == []
+
+
 @pytest.mark.parametrize("group", list(FAULTS))
 def test_the_daemon_rides_out_api_faults_and_catches_up(
     group: str, tmp_path: Path, hooks: HookReceiver, daemon_factory: Callable[[Path], Daemon]
@@ -99,13 +112,7 @@ def test_the_daemon_rides_out_api_faults_and_catches_up(
                 check(sandbox, initial, mark, hooks, complete=False) == []
             )  # never anything false
         sandbox.faults = Faults()
-        wait_until(
-            lambda: check(sandbox, initial, mark, hooks, complete=True) == [],
-            timeout=60,
-            what="catching up",
-        )
-        time.sleep(1.5)
-        assert check(sandbox, initial, mark, hooks, complete=True) == []
+        assert_caught_up(sandbox, initial, mark, hooks, timeout=60)
         scrape = httpx.get(re.search(r"metrics on (http://\S+)", daemon.log()).group(1)).text  # type: ignore[union-attr]
         assert daemon.proc is not None and daemon.proc.poll() is None
         assert daemon.terminate() == 0
@@ -159,13 +166,7 @@ def test_crash_matrix_kills_at_random_moments_lose_nothing_and_invent_nothing(
         sandbox.stop_ticking()
         hooks.fail_share = 0.0
         last = daemon_factory(config).start()
-        wait_until(
-            lambda: check(sandbox, initial, mark, hooks, complete=True) == [],
-            timeout=90,
-            what="catching up",
-        )
-        time.sleep(1.5)
-        assert check(sandbox, initial, mark, hooks, complete=True) == []
+        assert_caught_up(sandbox, initial, mark, hooks, timeout=90)
         assert last.terminate() == 0
         with sandbox.lock:
             changes = len(sandbox.world.history) - mark

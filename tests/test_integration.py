@@ -18,7 +18,7 @@ import pytest
 from orderwatch._sandbox import Change, Sandbox, World
 from orderwatch._store import Store
 
-from .conftest import Daemon, Receiver, run_cli, wait_until, write_config
+from .conftest import Daemon, Receiver, run_cli, sandbox_api, wait_until, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -30,14 +30,7 @@ URL_PASSWORD = "pw-77c1e0b9-hook-secret"
 def config_for(tmp_path: Path, sandbox: Sandbox, receiver: Receiver, **api: object) -> Path:
     return write_config(
         tmp_path / "orderwatch.toml",
-        api={
-            "base_url": sandbox.url,
-            "client_id": sandbox.client_id,
-            "client_secret": sandbox.client_secret,
-            "max_rps": 200.0,
-            "timeout": 5.0,
-            **api,
-        },
+        api=sandbox_api(sandbox, timeout=5.0, **api),
         poll={"interval": 0.3},
         state={"path": str(tmp_path / "state.db")},
         metrics={"listen": "127.0.0.1:0"},

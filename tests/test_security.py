@@ -15,7 +15,7 @@ from orderwatch._client import OrdersApi, RetryPolicy
 from orderwatch._sandbox import Sandbox, World
 from orderwatch._settings import ApiSettings
 
-from .conftest import Daemon, wait_until, write_config
+from .conftest import Daemon, sandbox_api, wait_until, write_config
 
 ONCE = RetryPolicy(attempts=1, wait_initial=0, wait_max=0, wait_jitter=0)
 
@@ -110,7 +110,7 @@ def test_the_metrics_listener_defaults_to_loopback_and_says_so_otherwise(
     assert load_settings(cfg).metrics.listen == "127.0.0.1:9464"
     wide = write_config(
         tmp_path / "wide.toml",
-        api={"base_url": sandbox.url, "client_id": "sandbox", "client_secret": "sandbox-secret"},
+        api=sandbox_api(sandbox),
         state={"path": str(tmp_path / "s.db")},
         metrics={"listen": "0.0.0.0:0"},
     )
@@ -127,7 +127,7 @@ def test_a_sigterm_while_the_daemon_starts_still_exits_cleanly(
 ) -> None:
     cfg = write_config(
         tmp_path / "c.toml",
-        api={"base_url": sandbox.url, "client_id": "sandbox", "client_secret": "sandbox-secret"},
+        api=sandbox_api(sandbox),
         state={"path": str(tmp_path / "s.db")},
         metrics={"listen": "127.0.0.1:0"},
     )

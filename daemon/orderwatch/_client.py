@@ -160,10 +160,11 @@ class OrdersApi:
 
     async def _call(self, endpoint: str, url: str, parse: Callable[[bytes], T]) -> T | None:
         try:
-            # Most requests succeed at once: they skip the retry machinery (~40 µs a request).
-            result = await self._once(endpoint, url, parse)
-        except TransientApiError as error:
-            result = await self._retry_after_failure(endpoint, url, parse, error)
+            try:
+                # Most requests succeed at once: they skip the retry machinery (~40 µs each).
+                result = await self._once(endpoint, url, parse)
+            except TransientApiError as error:
+                result = await self._retry_after_failure(endpoint, url, parse, error)
         except ApiError as error:
             self._failing = not isinstance(error, PermanentApiError)
             raise
@@ -186,22 +187,18 @@ class OrdersApi:
             wait_jitter=self._retry.wait_jitter,
         )
         replay: TransientApiError | None = first
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    try:
-                        if replay is not None:
-                            error, replay = replay, None
-                            raise error
-                        result = await self._once(endpoint, url, parse)
-                    except TransientApiError as error:
-                        if not self._failing:
-                            log.warning("api: %s; retrying with backoff", error)
-                        self._failing = True
-                        raise
-        except ApiError as error:
-            self._failing = not isinstance(error, PermanentApiError)
-            raise
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    if replay is not None:
+                        error, replay = replay, None
+                        raise error
+                    result = await self._once(endpoint, url, parse)
+                except TransientApiError as error:
+                    if not self._failing:
+                        log.warning("api: %s; retrying with backoff", error)
+                    self._failing = True
+                    raise
         return result
 
     async def _once(self, endpoint: str, url: str, parse: Callable[[bytes], T]) -> T | None:

@@ -81,7 +81,6 @@ class Metrics:
         self.orders = Gauge(
             "orderwatch_orders", "Known orders in each status.", ["status"], registry=r
         )
-        self._order_children: dict[str, Gauge] = {}
         self.transitions = Counter(
             "orderwatch_transitions",
             "Status transitions observed.",
@@ -180,10 +179,7 @@ class Metrics:
     def set_order_counts(self, counts: Mapping[str, int]) -> None:
         """Publish per-status counts; the seven documented statuses are always present."""
         for status in dict.fromkeys((*KNOWN_STATUSES, *counts)):
-            child = self._order_children.get(status)
-            if child is None:  # labels() costs more than set(): keep each status's child
-                child = self._order_children[status] = self.orders.labels(status=status)
-            child.set(counts.get(status, 0))
+            self.orders.labels(status=status).set(counts.get(status, 0))
 
     def set_queue(self, counts: Mapping[str, int]) -> None:
         for state in ("pending", "dead"):

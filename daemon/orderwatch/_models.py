@@ -42,12 +42,12 @@ KNOWN_STATUSES: Final = (
 )
 FINAL_STATUSES: Final = frozenset({"Delivered", "Cancelled"})
 _ALIASES: Final = {"Canceled": "Cancelled"}
-_CANONICAL: Final = frozenset(KNOWN_STATUSES) | _ALIASES.keys()  # need no stripping
+_SPELLINGS: Final = frozenset(KNOWN_STATUSES) | _ALIASES.keys()
 
 
 def canonical_status(raw: str) -> str:
     """The one spelling orderwatch uses for a status string the API sent."""
-    status = raw.strip()
+    status = raw if raw in _SPELLINGS else raw.strip()  # the common case needs no stripping
     return _ALIASES.get(status, status)
 
 
@@ -100,6 +100,8 @@ def _loads(body: bytes, what: str) -> Any:  # noqa: ANN401 - JSON is Any until c
 
 
 def _as_int(value: object) -> int | None:
+    if type(value) is int:  # the common case first; bool, a subclass of int, is not one
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -128,21 +130,18 @@ def _as_text(value: object) -> str | None:
 def _parse_order(item: object) -> Order | None:
     if not isinstance(item, dict):
         return None
-    order_id, status, number = item.get("id"), item.get("status"), item.get("number")
-    if type(number) is not int:  # the common case skips the tolerant reading
-        number = _as_int(number)
+    order_id, status, number = item.get("id"), item.get("status"), _as_int(item.get("number"))
     if not isinstance(order_id, str) or not order_id.strip():
         return None
     if not isinstance(status, str) or not status.strip() or number is None:
         return None
-    total = item.get("total")
     return Order(
         order_id.strip().lower(),
         number,
-        _ALIASES.get(status, status) if status in _CANONICAL else canonical_status(status),
+        canonical_status(status),
         _as_text(item.get("createdDate")),
         _as_text(item.get("participantLogin")) or _as_text(item.get("customerEmail")),
-        None if total is None else _as_decimal(total),
+        _as_decimal(item.get("total")),
     )
 
 

@@ -420,7 +420,7 @@ class Store:
                 ],
             }
 
-    def _sync(self, *, durable: bool) -> None:
+    def _set_synchronous(self, *, durable: bool) -> None:
         """fsync at every commit of delivery state (FULL). Commits of orders and events do not
         wait for one (NORMAL): they survive a crash of the process (WAL), and :meth:`sync`
         makes them survive a power cut before anything they announce is sent. Lost in a power
@@ -459,7 +459,7 @@ class Store:
             yield
             return
         try:
-            self._sync(durable=durable)
+            self._set_synchronous(durable=durable)
             if not self._db.in_transaction:
                 self._db.execute("BEGIN IMMEDIATE")
             yield
