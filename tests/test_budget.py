@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderwatch._budget import HEAD, OpenOrder, Unit, allocate, floor_budget, units_for
+from orderwatch._budget import (
+    HEAD,
+    OpenOrder,
+    Unit,
+    allocate,
+    choose,
+    floor_budget,
+    next_due,
+    units_for,
+)
 from orderwatch._models import KNOWN_STATUSES, is_final
 
 WORTHS = st.lists(st.floats(min_value=0, max_value=1e4, allow_nan=False), min_size=1, max_size=60)
@@ -147,3 +156,51 @@ def test_a_lone_order_is_a_status_request_and_a_crowded_page_a_page() -> None:
     assert units[HEAD].worth == 32.0
     assert units["page:3"].worth == 10.5
     assert units["status:d"].worth == 0.0  # a status with no learned rate is worth nothing
+
+
+def test_a_cycle_fetches_what_falls_due_by_the_middle_of_the_next_one() -> None:
+    units = [Unit(HEAD, 100.0), Unit("page:2", 1.0, ("a", "b")), Unit("status:c", 0.0, ("c",))]
+    schedule = allocate(units, 120.0, floor_period=600)
+    seen = {HEAD: 990.0, "a": 900.0, "b": 400.0, "c": 995.0}
+    head_interval = schedule.interval(HEAD)
+    chosen = choose(units, schedule, seen, 990.0 + head_interval, cycle=head_interval)
+    assert [u.key for u in chosen.units] == ["page:2", HEAD]  # page:2 is due by b (seen at 400)
+    assert next_due(units, schedule, seen, 990.0) == pytest.approx(head_interval)
+
+
+def test_when_the_hour_is_spent_only_the_floor_is_fetched_and_that_is_counted() -> None:
+    units = [Unit(HEAD, 100.0), Unit("page:2", 1.0, ("a", "b")), Unit("status:c", 1.0, ("c",))]
+    schedule = allocate(units, 120.0, floor_period=600)
+    seen = {HEAD: 0.0, "a": 0.0, "b": 0.0, "c": 550.0}
+    chosen = choose(units, schedule, seen, 590.0, cycle=30.0, allowance=0)
+    assert {u.key for u in chosen.units} == {HEAD, "page:2"}  # both would pass the floor
+    assert (chosen.forced, chosen.deferred) == (2, 0)
+    none = choose(
+        units, schedule, {HEAD: 0.0, "a": 0.0, "b": 0.0, "c": 0.0}, 200.0, cycle=30.0, allowance=0
+    )
+    assert none.units == ()
+    assert none.deferred >= 1
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=100), min_size=1, max_size=20),
+    st.floats(min_value=60, max_value=3600),
+    st.floats(min_value=1, max_value=60),
+)
+def test_no_unit_waits_past_the_floor_plus_one_cycle(
+    worths: list[float], period: float, cycle: float
+) -> None:
+    """Cycles every ``cycle`` seconds with no allowance left: every unit is still fetched
+    within the floor period plus one cycle."""
+    units = as_units(worths)
+    keys = {u.key: f"o{i}" for i, u in enumerate(units)}
+    units = [Unit(u.key, u.worth, (keys[u.key],)) for u in units]
+    schedule = allocate(units, floor_budget(len(units), period) * 2, floor_period=period)
+    seen: dict[str, float] = {}
+    now, longest = 0.0, 0.0
+    while now < 3 * period:
+        for unit in choose(units, schedule, seen, now, cycle=cycle, allowance=0).units:
+            longest = max(longest, now - seen.get(unit.orders[0], 0.0))
+            seen[unit.orders[0]] = now
+        now += cycle
+    assert longest <= period + cycle

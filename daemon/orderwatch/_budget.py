@@ -29,11 +29,15 @@ from orderwatch._models import PAGE_SIZE, is_final
 
 __all__ = [
     "HEAD",
+    "Choice",
     "OpenOrder",
     "Schedule",
     "Unit",
     "allocate",
+    "choose",
     "floor_budget",
+    "last_fetched",
+    "next_due",
     "units_for",
 ]
 
@@ -188,3 +192,70 @@ def units_for(
             lone.extend(on_page)
     units.extend(Unit(f"status:{o.id}", exit_rates.get(o.status, 0.0), (o.id,), None) for o in lone)
     return units
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The units a cycle fetches, and how many it left for later (``deferred``: the hour's
+    budget is spent) or fetched beyond the budget to keep the floor (``forced``)."""
+
+    units: tuple[Unit, ...]
+    deferred: int = 0
+    forced: int = 0
+
+
+def last_fetched(unit: Unit, seen: Mapping[str, float]) -> float:
+    """When ``unit`` was last fetched as a whole: the oldest sighting of what it shows (pages
+    shift as orders arrive, so a unit is as fresh as its stalest order). ``seen`` maps order
+    ids, and :data:`HEAD` for the head walk, to when they were last seen (absent: never)."""
+    keys = (HEAD, *unit.orders) if unit.key == HEAD else unit.orders
+    return min((seen.get(key, -math.inf) for key in keys), default=-math.inf)
+
+
+def choose(
+    units: Sequence[Unit],
+    schedule: Schedule,
+    seen: Mapping[str, float],
+    now: float,
+    *,
+    cycle: float,
+    allowance: float = math.inf,
+) -> Choice:
+    """The units to fetch in a cycle at ``now``, the next one ``cycle`` seconds later.
+
+    A unit is due when its interval ends before the middle of the next cycle (rounding to the
+    nearer cycle keeps the mean spend on plan). Due units that would pass the floor before the
+    next cycle are always fetched; the others, most overdue first, while ``allowance``
+    (requests the hour's budget still has) lasts.
+    """
+    due: list[tuple[bool, float, Unit]] = []
+    for unit in units:
+        age = now - last_fetched(unit, seen)
+        interval = schedule.interval(unit.key) if unit.key in schedule.rates else math.inf
+        if age + cycle / 2 >= interval:
+            urgent = age + cycle > schedule.floor_period
+            due.append((urgent, age / interval, unit))
+    due.sort(key=lambda item: (not item[0], -item[1]))
+    chosen: list[Unit] = []
+    forced = deferred = 0
+    for urgent, _, unit in due:
+        if len(chosen) < allowance:
+            chosen.append(unit)
+        elif urgent:
+            chosen.append(unit)
+            forced += 1
+        else:
+            deferred += 1
+    return Choice(tuple(chosen), deferred, forced)
+
+
+def next_due(
+    units: Sequence[Unit], schedule: Schedule, seen: Mapping[str, float], now: float
+) -> float:
+    """Seconds from ``now`` until the first unit falls due (0 if one is overdue)."""
+    waits = [
+        last_fetched(unit, seen) + schedule.interval(unit.key) - now
+        for unit in units
+        if unit.key in schedule.rates
+    ]
+    return max(0.0, min(waits, default=schedule.floor_period))
