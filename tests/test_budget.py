@@ -165,7 +165,9 @@ def test_a_cycle_fetches_what_falls_due_by_the_middle_of_the_next_one() -> None:
     head_interval = schedule.interval(HEAD)
     chosen = choose(units, schedule, seen, 990.0 + head_interval, cycle=head_interval)
     assert [u.key for u in chosen.units] == ["page:2", HEAD]  # page:2 is due by b (seen at 400)
-    assert next_due(units, schedule, seen, 990.0) == pytest.approx(head_interval)
+    fresh = dict.fromkeys(seen, 990.0)
+    assert next_due(units, schedule, fresh, 990.0) == pytest.approx(head_interval)
+    assert next_due(units, schedule, seen, 990.0) == 0  # page:2 is overdue
 
 
 def test_when_the_hour_is_spent_only_the_floor_is_fetched_and_that_is_counted() -> None:
