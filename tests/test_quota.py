@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import anyio
 import pytest
 
 from orderwatch._quota import RequestLedger, SpendWindow, ledger_path
@@ -50,6 +51,7 @@ def test_a_crash_never_forgets_a_request_made(tmp_path: Path) -> None:
     ledger = RequestLedger(1000, path, lease=16)
     for made in range(1, 60):
         ledger.record(T0)
+        assert ledger.spent(T0) == made
         after_crash = RequestLedger(1000, path).spent(T0)
         assert made <= after_crash <= made + 16
 
@@ -73,5 +75,20 @@ def test_an_unwritable_ledger_counts_in_memory_and_warns_once(
     with caplog.at_level(logging.WARNING, logger="orderwatch"):
         for _ in range(5):
             ledger.record(T0)
-    assert ledger.spent(T0) == 6  # five made, one leased ahead
+    assert ledger.spent(T0) == 5
     assert caplog.text.count("cannot write") == 1
+
+
+@pytest.mark.anyio
+async def test_a_spent_hour_holds_the_next_request_until_a_minute_leaves_it() -> None:
+    now = [T0 + 30]
+    ledger = RequestLedger(3, None)
+    for _ in range(3):
+        await ledger.acquire(lambda: now[0])
+    assert ledger.spent(now[0]) == 3
+    with anyio.move_on_after(0.2) as waited:
+        await ledger.acquire(lambda: now[0])
+    assert waited.cancelled_caught  # the fourth waits
+    now[0] = T0 + 3660  # the first minute has left the window
+    await ledger.acquire(lambda: now[0])
+    assert ledger.spent(now[0]) == 1

@@ -13,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+
+import anyio
 
 __all__ = ["RequestLedger", "SpendWindow", "ledger_path"]
 
@@ -78,6 +81,7 @@ class RequestLedger:
         self._path = path
         self._lease = lease
         self._leased = 0  # requests written to the file ahead of use, not yet made
+        self._lease_minute = -1  # the minute they are counted in
         self._window = SpendWindow()
         self._write_failed = False
         if path is not None and path.exists():
@@ -88,8 +92,8 @@ class RequestLedger:
                 log.warning("budget: cannot read %s (%s); counting afresh", path, error)
 
     def spent(self, now: float) -> int:
-        """Requests made (or leased) in the last hour."""
-        return self._window.spent(now)
+        """Requests made in the last hour (a lease written ahead counts once made)."""
+        return max(0, self._window.spent(now) - self._leased)
 
     def remaining(self, now: float) -> float:
         """Requests the budget still allows in the hour ending ``now``."""
@@ -97,20 +101,34 @@ class RequestLedger:
 
     def record(self, now: float, count: int = 1) -> None:
         """``count`` requests went out at ``now``."""
+        minute = int(now // _MINUTE)
+        if minute != self._lease_minute:
+            self._give_back()  # a lease counts in its own minute only
         if count <= self._leased:
             self._leased -= count
             return
         count -= self._leased
         self._window.add(now, count + self._lease)
-        self._leased = self._lease
+        self._leased, self._lease_minute = self._lease, minute
         self._save()
+
+    def _give_back(self) -> None:
+        if self._leased and self._lease_minute in self._window.minutes:
+            left = self._window.minutes[self._lease_minute] - self._leased
+            self._window.minutes[self._lease_minute] = max(0, left)
+        self._leased = 0
+
+    async def acquire(self, clock: Callable[[], float] = time.time) -> None:
+        """Wait until the last hour has room for one more request, then count it."""
+        while self.spent(now := clock()) >= self.per_hour:  # noqa: ASYNC110 - waits for time
+            # Room comes back when the oldest minute leaves the window.
+            await anyio.sleep(_MINUTE - now % _MINUTE + 0.01)
+        self.record(now)
 
     def close(self) -> None:
         """Give back the unused lease and write the exact count."""
-        if self._leased and self._window.minutes:
-            newest = max(self._window.minutes)
-            self._window.minutes[newest] = max(0, self._window.minutes[newest] - self._leased)
-            self._leased = 0
+        if self._leased:
+            self._give_back()
             self._save()
 
     def _save(self) -> None:
