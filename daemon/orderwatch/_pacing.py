@@ -28,11 +28,23 @@ from orderwatch._models import is_final
 from orderwatch._quota import RequestLedger
 from orderwatch._rates import RateLearner
 
-__all__ = ["PLANNED_SHARE", "Pacer", "PacingPlan", "plan_summary"]
+__all__ = ["PLANNED_SHARE", "Pacer", "PacingPlan", "open_units", "plan_summary"]
 
 log = logging.getLogger("orderwatch")
 
 PLANNED_SHARE = 0.95  # of the budget the schedule plans: the rest absorbs fallbacks and retries
+
+
+def open_units(
+    open_orders: Mapping[str, tuple[str, int | None]], arrivals: int, learner: RateLearner
+) -> list[Unit]:
+    """The units showing ``open_orders`` (id → status, anchor), valued by ``learner``;
+    ``arrivals`` turns an anchor into today's index (the last count measured)."""
+    orders = [
+        OpenOrder(order_id, status, None if anchor is None else anchor + arrivals)
+        for order_id, (status, anchor) in open_orders.items()
+    ]
+    return units_for(orders, learner.exit_rates(), learner.arrival_rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +79,7 @@ class Pacer:
     ) -> PacingPlan:
         """``open_orders``: id → (status, anchor); ``arrivals``: the counter that turns an
         anchor into today's index (the last one measured)."""
-        orders = [
-            OpenOrder(order_id, status, None if anchor is None else anchor + arrivals)
-            for order_id, (status, anchor) in open_orders.items()
-        ]
-        self.units = units_for(orders, self.learner.exit_rates(), self.learner.arrival_rate)
+        self.units = open_units(open_orders, arrivals, self.learner)
         need = floor_budget(len(self.units), self.floor_period)
         self.schedule = allocate(
             self.units,
