@@ -1,6 +1,6 @@
 """The request budget judged on a simulated shop day (issue 14).
 
-    .venv/bin/python benchmarks/day.py [--runs 3] [--budget 1200] [--interval 900] [--quick]
+    .venv/bin/python benchmarks/day.py [--runs 3] [--budget 1200] [--interval 1800] [--quick]
 
 A day of the sandbox's :class:`~orderwatch._sandbox.ShopDay` (orders arrive at the head, busier
 in working hours, and leave each status after a random time whose mean depends on the status; a
@@ -229,7 +229,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="seeds (median, min-max)")
     parser.add_argument("--budget", type=float, default=1200.0, help="requests an hour")
-    parser.add_argument("--interval", type=float, default=900.0, help="poll.interval, seconds")
+    parser.add_argument("--interval", type=float, default=1800.0, help="poll.interval, seconds")
     parser.add_argument("--orders", type=int, default=20_000, help="orders before the day")
     parser.add_argument("--quick", action="store_true", help="a tenth of the history")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("day.json"))

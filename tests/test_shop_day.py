@@ -35,7 +35,6 @@ def test_each_status_is_left_after_a_time_whose_mean_depends_on_the_status() -> 
     world = day(DayPace(arrivals_per_day=4000))
     entered: dict[tuple[str, str], float] = {}
     stays: dict[str, list[float]] = {}
-    world.clock = lambda: world.shop_time  # stamp changes in shop time
     for change in world.advance_to(24 * HOUR):
         if change.previous is not None and (change.order_id, change.previous) in entered:
             start = entered[(change.order_id, change.previous)]

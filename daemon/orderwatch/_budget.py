@@ -223,17 +223,17 @@ def choose(
 ) -> Choice:
     """The units to fetch in a cycle at ``now``, the next one ``cycle`` seconds later.
 
-    A unit is due when its interval ends before the middle of the next cycle (rounding to the
-    nearer cycle keeps the mean spend on plan). Due units that would pass the floor before the
-    next cycle are always fetched; the others, most overdue first, while ``allowance``
-    (requests the hour's budget still has) lasts.
+    A unit is due when its interval ends before the middle of the next cycle (rounding to
+    the nearer cycle keeps the mean interval on plan). Due units that would pass the floor
+    before the next cycle come first and are always fetched; the others, most overdue first,
+    while ``allowance`` (units the hour's budget still has room for) lasts.
     """
     due: list[tuple[bool, float, Unit]] = []
     for unit in units:
         age = now - last_fetched(unit, seen)
         interval = schedule.interval(unit.key) if unit.key in schedule.rates else math.inf
-        if age + cycle / 2 >= interval:
-            urgent = age + cycle > schedule.floor_period
+        urgent = age + cycle > schedule.floor_period
+        if urgent or age + cycle / 2 >= interval:
             due.append((urgent, age / interval, unit))
     due.sort(key=lambda item: (not item[0], -item[1]))
     chosen: list[Unit] = []

@@ -80,6 +80,8 @@ class Pacer:
         """``open_orders``: id → (status, anchor); ``arrivals``: the counter that turns an
         anchor into today's index (the last one measured)."""
         self.units = open_units(open_orders, arrivals, self.learner)
+        # Only open orders are planned: what became final is forgotten.
+        self.seen = {k: t for k, t in self.seen.items() if k in open_orders or k == HEAD}
         need = floor_budget(len(self.units), self.floor_period)
         self.schedule = allocate(
             self.units,
@@ -139,11 +141,6 @@ class Pacer:
         if head_walked:
             self.learner.arrived(arrivals)
         self._counts = {s: n for s, n in counts.items() if n > 0 and not is_final(s)}
-
-    def forget(self, order_ids: Iterable[str]) -> None:
-        """Orders that became final: nothing to remember."""
-        for order_id in order_ids:
-            self.seen.pop(order_id, None)
 
 
 def plan_summary(schedule: Schedule, units: Iterable[Unit]) -> list[tuple[str, int, float, float]]:

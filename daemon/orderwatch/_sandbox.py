@@ -141,19 +141,23 @@ class World:
         self.by_id[order.id] = order
         if order.status in _NEXT:
             self.open_ids.append(order.id)
-        self.history.append(Change(order.id, order.number, None, order.status, self.clock()))
+        self.history.append(Change(order.id, order.number, None, order.status, self.now()))
         return order
 
     def set_status(self, order_id: str, status: str) -> None:
         order = self.by_id[order_id]
         if order.status == status:
             return
-        self.history.append(Change(order.id, order.number, order.status, status, self.clock()))
+        self.history.append(Change(order.id, order.number, order.status, status, self.now()))
         order.status = status
         if status not in _NEXT and order_id in self.open_ids:
             self.open_ids.remove(order_id)
         elif status in _NEXT and order_id not in self.open_ids:
             self.open_ids.append(order_id)
+
+    def now(self) -> float:
+        """When a change made now happens (``Change.at``)."""
+        return self.clock()
 
     def step(self) -> list[Change]:
         """One tick of the lifecycle; returns what changed."""
@@ -267,6 +271,11 @@ class ShopDay(World):
         if status in _NEXT:
             mean = self.pace.mean_dwell(status)
             self._schedule(order_id, now, mean, self._next_status(status))
+
+    def now(self) -> float:
+        """The moment, by the clock, of the arrival or exit being applied: a change happens
+        when it is due, even if the world catches up with it later."""
+        return self.start + self.shop_time / self.speed
 
     def advance_to(self, until: float) -> list[Change]:
         """Apply everything due by shop time ``until``; returns what changed."""
