@@ -36,8 +36,10 @@ from orderwatch._exceptions import (
 from orderwatch._logging import redactor
 from orderwatch._metrics import Health, Metrics, MetricsServer
 from orderwatch._outbox import Courier
+from orderwatch._pacing import Pacer
 from orderwatch._planner import next_interval
 from orderwatch._poller import Poller
+from orderwatch._quota import RequestLedger, ledger_path
 from orderwatch._settings import Settings, load_settings
 from orderwatch._sinks import destinations_for, secrets_in
 from orderwatch._store import Store
@@ -55,6 +57,16 @@ _RESTART_SECTIONS: Final = ("api", "state", "metrics", "log")
 
 def stuck_rules(settings: Settings) -> list[StuckRule]:
     return [StuckRule(r.status, r.after, r.repeat) for r in settings.alerts.stuck]
+
+
+def pacer_for(settings: Settings) -> Pacer | None:
+    """The request budget's pacer, with its ledger beside the state file (no budget: None)."""
+    poll = settings.poll
+    if poll.budget is None:
+        return None
+    ledger = RequestLedger(poll.budget, ledger_path(settings.state.path))
+    shortest = poll.min_interval or poll.interval / 60  # the fastest any unit is fetched
+    return Pacer(poll.budget, poll.interval, shortest, ledger)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,7 @@ class Service:
         self._last_poll = "not yet"
         self._early_signal: int | None = None
         self._interval = settings.poll.interval
+        self.pacer: Pacer | None = None
 
     def _catch_early_signals(self) -> None:
         """Until the signal receiver runs, remember a SIGTERM/SIGINT instead of dying of it."""
@@ -131,6 +144,7 @@ class Service:
         store = Store.open(settings.state.path, exclusive=True)
         webhooks = WebhookSender()
         server = None
+        self.pacer = pacer_for(settings)
         try:
             store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
             disabled = set(store.disabled_webhooks())
@@ -150,6 +164,7 @@ class Service:
                 observe=self._observe_api,
                 on_secret=redactor.add,
                 on_malformed=lambda e: self.metrics.malformed_responses.labels(endpoint=e).inc(),
+                before_request=None if self.pacer is None else self.pacer.ledger.acquire,
             ) as api:
                 self.api, self.store = api, store
                 self.courier = Courier(
@@ -167,6 +182,7 @@ class Service:
                     concurrency=settings.api.concurrency,
                     reconcile=settings.poll.full_sync_interval,
                     disabled=disabled,
+                    pacer=self.pacer,
                 )
                 log.info(
                     "orderwatch started: watching %s every %gs, %d destinations, state %s",
@@ -187,6 +203,8 @@ class Service:
                 server.close()
             with anyio.CancelScope(shield=True):
                 await webhooks.aclose()
+            if self.pacer is not None:
+                self.pacer.ledger.close()
             store.close()
             log.info("orderwatch stopped")
 
@@ -252,12 +270,15 @@ class Service:
             else:
                 self.notifier.status(status)
             poll = self.settings.poll
-            self._interval = next_interval(
-                self._interval,
-                changed=changed,
-                interval=poll.interval,
-                min_interval=poll.min_interval,
-            )
+            if self.pacer is not None:
+                self._interval = self.pacer.wait(time.time())  # when the next unit falls due
+            else:
+                self._interval = next_interval(
+                    self._interval,
+                    changed=changed,
+                    interval=poll.interval,
+                    min_interval=poll.min_interval,
+                )
             await self._wait_for_next_cycle(started)
 
     def _status_line(self, pending: int) -> str:
@@ -276,6 +297,18 @@ class Service:
                 return
             nap = min(remaining, _MAX_NAP, self.notifier.watchdog_interval or _MAX_NAP)
             await anyio.sleep(nap)
+
+    def _rebudget(self, new: Settings) -> None:
+        """A reload's ``poll.budget`` and ``poll.interval`` for a running pacer; turning the
+        budget on or off takes a restart (the client's ledger is set up at start)."""
+        if (new.poll.budget is None) != (self.pacer is None):
+            log.warning("reload: turning poll.budget on or off takes effect at restart")
+            return
+        if self.pacer is not None and new.poll.budget is not None:
+            self.pacer.budget = self.pacer.ledger.per_hour = new.poll.budget
+            self.pacer.floor_period = new.poll.interval
+            self.pacer.shortest = new.poll.min_interval or new.poll.interval / 60
+            self.metrics.poll_budget.set(new.poll.budget)
 
     # -- signals ----------------------------------------------------------------------------
 
@@ -323,6 +356,7 @@ class Service:
                 reconcile=new.poll.full_sync_interval,
             )
             self.courier.configure(destinations)
+            self._rebudget(new)
             self.courier.wake()
             self.health.interval = new.poll.interval
             stale = [n for n in _RESTART_SECTIONS if getattr(new, n) != getattr(self.settings, n)]
