@@ -14,6 +14,7 @@ from orderwatch._silences import Ack
 from orderwatch._summary import (
     StuckOrder,
     SummarySchedule,
+    due_period,
     summarize,
     summary_context,
     summary_text,
@@ -131,3 +132,12 @@ def test_the_default_text_is_markdown_only_where_the_route_allows_it() -> None:
     context = summary_context(summary, MOSCOW, markdown=False)
     assert context["stuck"][0]["acknowledged_by"] == "Anna"
     assert context["default_body"] == plain
+
+
+def test_a_summary_is_due_once_per_period_and_missed_periods_make_one() -> None:
+    daily = SummarySchedule.parse("day", "09:00", "Europe/Moscow")
+    assert due_period(daily, None, moscow(6, 10)) is None  # the first start only starts the clock
+    assert due_period(daily, moscow(6, 9), moscow(6, 23)) is None  # sent already
+    assert due_period(daily, moscow(6, 9), moscow(7, 9)) == (moscow(6, 9), moscow(7, 9))
+    # stopped from the 6th to the 9th: one summary, since the last one sent
+    assert due_period(daily, moscow(6, 9), moscow(9, 12)) == (moscow(6, 9), moscow(9, 9))

@@ -115,3 +115,16 @@ def test_timeouts_and_http_errors_are_said_in_words() -> None:
     assert "cannot be reached" in api_failure_reason(
         TransientApiError("token: connection failed (Connection refused)")
     )
+
+
+def test_notices_say_since_when_why_and_what_it_means() -> None:
+    from orderwatch._watcher import Notice, notice_text
+
+    down = Notice("api_unreachable", API, "", 1_767_600_000.0, 1_767_600_400.0, "HTTP 503")
+    title, body = notice_text(down)
+    assert title == "orderwatch cannot see the Orders API"
+    assert "since 2026-01-05 08:00 UTC (6m 40s): HTTP 503" in body
+    _, back = notice_text(Notice("api_recovered", API, "", 1_767_600_000.0, 1_767_603_900.0))
+    assert "blind for 1h 05m" in back and "across a gap" in back
+    title, _ = notice_text(Notice("destination_failing", "k", "ops", 0.0, 400.0, "HTTP 500"))
+    assert title == "Notifications to ops are failing"

@@ -32,6 +32,7 @@ __all__ = [
     "StuckOrder",
     "Summary",
     "SummarySchedule",
+    "due_period",
     "summarize",
     "summary_context",
     "summary_text",
@@ -83,6 +84,20 @@ class SummarySchedule:
         """The due moment one period before ``moment`` (itself a due moment)."""
         day = datetime.fromtimestamp(moment, UTC).astimezone(self.zone).date()
         return self._moment(day - timedelta(days=7 if self.every == "week" else 1))
+
+
+def due_period(
+    schedule: SummarySchedule, last_end: float | None, now: float
+) -> tuple[float, float] | None:
+    """The period ``(start, end)`` whose summary is due ``now``, given the end of the last one
+    sent (``None``: never); None when nothing is due. Several periods missed while the daemon
+    was stopped make one summary, since the last one sent: sent once, not once each."""
+    end = schedule.last_due(now)
+    if last_end is None:
+        return None  # the first start only sets the clock going: summaries start from here
+    if last_end >= end:
+        return None
+    return last_end, end
 
 
 @dataclass(frozen=True, slots=True)

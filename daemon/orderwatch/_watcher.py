@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 from orderwatch._exceptions import ApiError, CredentialsError
+from orderwatch._messages import format_duration
 
 __all__ = [
     "API",
@@ -28,6 +30,7 @@ __all__ = [
     "WatcherCase",
     "WatcherState",
     "api_failure_reason",
+    "notice_text",
 ]
 
 WatcherCase = Literal[
@@ -174,3 +177,45 @@ def api_failure_reason(error: ApiError) -> str:
     if "HTTP" in detail:
         return f"the Orders API answers with errors: {detail.removesuffix(' from the Orders API')}"
     return f"the Orders API's answers cannot be used: {detail}"
+
+
+def _utc(moment: float) -> str:
+    return f"{datetime.fromtimestamp(moment, UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def notice_text(notice: Notice) -> tuple[str, str]:
+    """The default ``(title, body)`` of a watcher notice."""
+    since, spent = _utc(notice.since), format_duration(notice.blind_for)
+    if notice.case == "api_unreachable":
+        return (
+            "orderwatch cannot see the Orders API",
+            (
+                f"Polls have failed since {since} ({spent}): {notice.reason}.\n"
+                "Until they succeed, new orders and status changes are not seen. "
+                "Silence here does not mean nothing changed."
+            ),
+        )
+    if notice.case == "api_recovered":
+        return (
+            "orderwatch sees the Orders API again",
+            (
+                f"It was blind for {spent} (since {since}). Changes from that time are announced "
+                "as changes across a gap: intermediate statuses may have been missed."
+            ),
+        )
+    if notice.case == "destination_failing":
+        return (
+            f"Notifications to {notice.name} are failing",
+            (
+                f"Deliveries to {notice.name} have failed since {since} ({spent}): "
+                f"{notice.reason}.\n"
+                "They are kept and retried; they are piling up until it accepts messages again."
+            ),
+        )
+    return (
+        f"Notifications to {notice.name} work again",
+        (
+            f"{notice.name} accepts messages again after {spent} of failures (since {since}); "
+            "what waited is being delivered."
+        ),
+    )
