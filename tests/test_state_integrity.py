@@ -88,7 +88,7 @@ def test_a_second_daemon_on_the_same_state_file_is_refused(
         ),
         (
             lambda p: sqlite3.connect(p).execute("PRAGMA user_version = 99").connection.commit(),
-            "{path} was written by a newer orderwatch (schema 99, this one reads up to 2)",
+            "{path} was written by a newer orderwatch (schema 99, this one reads up to 3)",
         ),
     ],
     ids=["corrupt", "future"],

@@ -29,8 +29,10 @@ __all__ = [
     "digest_text",
     "format_duration",
     "render",
+    "render_problem",
     "sample_events",
     "template_context",
+    "template_environment",
     "template_problem",
     "title_for",
 ]
@@ -100,6 +102,8 @@ def render(event: Event) -> tuple[str, str]:
         spent = format_duration(event.detected_at - event.previous_since)
         qualifier = "" if event.previous_since_exact else "at least "
         lines.append(f"Time in {event.previous_status}: {qualifier}{spent}")
+    if event.acknowledged:
+        lines.append(f"It was {event.acknowledged}.")
     if event.resolves_stuck:
         lines.append(f"This resolves the alert that it was stuck in {event.previous_status}.")
     if event.after_gap:
@@ -162,6 +166,7 @@ def template_context(event: Event, event_id: str) -> dict[str, Any]:
         "detected_at": _iso(event.detected_at),
         "after_gap": event.after_gap,
         "resolves_stuck": event.resolves_stuck,
+        "acknowledged": event.acknowledged,
         "reminder": event.reminder,
         "order": order_vars,
         **order_vars,
@@ -187,7 +192,8 @@ def _digest_context(contexts: list[dict[str, Any]], events: Sequence[Event]) -> 
     }
 
 
-def _environment(fmt: str) -> SandboxedEnvironment:
+def template_environment(fmt: str) -> SandboxedEnvironment:
+    """Jinja2's sandbox, strict about unknown variables; HTML-escaping for ``html``."""
     return SandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=fmt == "html",
@@ -244,12 +250,17 @@ def sample_events() -> list[Event]:
 
 def template_problem(source: str, *, digest: bool, fmt: str = "text") -> str | None:
     """Why ``source`` cannot serve as a template (syntax, or an unknown variable); else None."""
-    env = _environment(fmt)
+    events = sample_events()
+    contexts = [template_context(e, f"evt-{i}") for i, e in enumerate(events)]
+    samples = [_digest_context(contexts, events)] if digest else contexts
+    return render_problem(source, fmt, samples)
+
+
+def render_problem(source: str, fmt: str, samples: Sequence[dict[str, Any]]) -> str | None:
+    """Why ``source`` fails to compile or to render any of ``samples``, in one line; else None."""
     try:
-        template = env.from_string(source)
-        events = sample_events()
-        contexts = [template_context(e, f"evt-{i}") for i, e in enumerate(events)]
-        for context in [_digest_context(contexts, events)] if digest else contexts:
+        template = template_environment(fmt).from_string(source)
+        for context in samples:
             template.render(context)
     except jinja2.TemplateSyntaxError as error:
         return f"template error on line {error.lineno}: {error.message}"
@@ -272,7 +283,7 @@ class MessageTemplates:
         digest_body: str | None = None,
         fmt: str = "text",
     ) -> None:
-        env = _environment(fmt)
+        env = template_environment(fmt)
         self.format = fmt
 
         def compile_(source: str | None) -> jinja2.Template | None:

@@ -25,7 +25,7 @@ __all__ = [
     "plan_delivery",
 ]
 
-EVENT_TYPES: Final = ("created", "status_changed", "stuck")
+EVENT_TYPES: Final = ("created", "status_changed", "stuck", "watcher")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -63,6 +63,8 @@ class Filters:
     def accepts(self, kind: str, status: str, previous_status: str | None) -> bool:
         if self.events is not None and kind not in self.events:
             return False
+        if kind == "watcher":  # the watcher's notices concern no order: status filters pass them
+            return True
         if self.statuses is not None and status not in self.statuses:
             return False
         return self.from_statuses is None or previous_status in self.from_statuses

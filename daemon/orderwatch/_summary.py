@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from orderwatch._detect import Event, KnownOrder
-from orderwatch._messages import format_duration
+from orderwatch._messages import format_duration, render_problem, template_environment
 from orderwatch._models import FINAL_STATUSES, KNOWN_STATUSES
 from orderwatch._silences import Ack
 
@@ -32,9 +32,11 @@ __all__ = [
     "StuckOrder",
     "Summary",
     "SummarySchedule",
+    "SummaryTemplates",
     "due_period",
     "summarize",
     "summary_context",
+    "summary_template_problem",
     "summary_text",
 ]
 
@@ -295,3 +297,32 @@ def summary_context(summary: Summary, zone: ZoneInfo, *, markdown: bool) -> dict
         "default_title": title,
         "default_body": body,
     }
+
+
+class SummaryTemplates:
+    """A route's ``summary_title``/``summary_body``; orderwatch's text where one is not set.
+    Markdown where the route's ``format`` is ``markdown`` or ``html`` (apprise converts it)."""
+
+    def __init__(self, title: str | None, body: str | None, fmt: str, zone: ZoneInfo) -> None:
+        env = template_environment(fmt)
+        self._title = None if title is None else env.from_string(title)
+        self._body = None if body is None else env.from_string(body)
+        self._markdown = fmt != "text"
+        self._zone = zone
+
+    def render(self, summary: Summary) -> tuple[str, str]:
+        title, body = summary_text(summary, self._zone, markdown=self._markdown)
+        if self._title is None and self._body is None:
+            return title, body
+        context = summary_context(summary, self._zone, markdown=self._markdown)
+        return (
+            title if self._title is None else self._title.render(context).strip(),
+            body if self._body is None else self._body.render(context).strip(),
+        )
+
+
+def summary_template_problem(source: str, *, fmt: str = "text") -> str | None:
+    """Why ``source`` cannot serve as a ``summary_title``/``summary_body``; else None."""
+    sample = Summary(start=1_700_000_000.0, end=1_700_086_400.0, new_orders=3)
+    context = summary_context(sample, ZoneInfo("UTC"), markdown=fmt != "text")
+    return render_problem(source, fmt, [context])
