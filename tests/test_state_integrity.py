@@ -177,7 +177,7 @@ def test_state_check_and_export(
     daemon.terminate()
     checked = run_cli("state", "check", "--config", str(cfg))
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith(f"state: {state} is sound: schema 2 (current 2), 50 orders")
+    assert checked.stdout.startswith(f"state: {state} is sound: schema 3 (current 3), 50 orders")
     out = tmp_path / "export.jsonl"
     exported = run_cli("state", "export", "--config", str(cfg), "--output", str(out))
     assert exported.returncode == 0
