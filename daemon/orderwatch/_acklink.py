@@ -15,10 +15,14 @@ import base64
 import binascii
 import hashlib
 import hmac
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["TOKEN_LIFETIME", "AckToken", "BadToken", "make_token", "read_token"]
+from orderwatch._detect import Event
+
+__all__ = ["TOKEN_LIFETIME", "AckLinks", "AckToken", "BadToken", "make_token", "read_token"]
 
 TOKEN_LIFETIME: Final = 7 * 86400.0
 _VERSION: Final = "v1"
@@ -83,3 +87,25 @@ def read_token(secret: str, token: str, now: float) -> AckToken:
     if now >= episode.expires:
         raise BadToken("this link has expired (links are valid for 7 days)")
     return episode
+
+
+@dataclass(frozen=True, slots=True)
+class AckLinks:
+    """Makes the ``…/ack/<token>`` link a stuck alert carries (``web.public_url``)."""
+
+    public_url: str
+    secret: str = field(repr=False)
+    clock: Callable[[], float] = time.time
+
+    def for_event(self, event: Event) -> str | None:
+        """The link of a ``stuck`` event; None for any other."""
+        if event.kind != "stuck" or event.previous_since is None:
+            return None
+        token = make_token(
+            self.secret,
+            event.order.id,
+            status=event.order.status,
+            since=event.previous_since,
+            now=self.clock(),
+        )
+        return f"{self.public_url.rstrip('/')}/ack/{token}"

@@ -177,6 +177,7 @@ def template_context(event: Event, event_id: str) -> dict[str, Any]:
         "stuck_for_seconds": stuck,
         "default_title": title,
         "default_body": body,
+        "ack_url": None,
     }
 
 
@@ -282,9 +283,11 @@ class MessageTemplates:
         digest_title: str | None = None,
         digest_body: str | None = None,
         fmt: str = "text",
+        ack_link: Callable[[Event], str | None] | None = None,
     ) -> None:
         env = template_environment(fmt)
         self.format = fmt
+        self._ack_link = ack_link
 
         def compile_(source: str | None) -> jinja2.Template | None:
             return None if source is None else env.from_string(source)
@@ -293,11 +296,19 @@ class MessageTemplates:
         self._digest_title, self._digest_body = compile_(digest_title), compile_(digest_body)
 
     def render(self, event: Event, event_id: str) -> tuple[str, str]:
+        if event.note is not None:  # a watcher notice or a summary: its text is made already
+            return event.note.title, event.note.body
+        link = None if self._ack_link is None else self._ack_link(event)
+        title, body = render(event)
+        if link:
+            body += f"\nAcknowledge (stops the reminders): {link}"
+
         def context() -> dict[str, Any]:
-            variables = template_context(event, event_id)
+            variables = {**template_context(event, event_id), "ack_url": link}
+            variables["default_body"] = body
             return {**variables, "events": [variables]}
 
-        return _fill(self._title, self._body, render(event), context)
+        return _fill(self._title, self._body, (title, body), context)
 
     def render_digest(self, events: Sequence[tuple[Event, str]]) -> tuple[str, str]:
         plain = [event for event, _ in events]

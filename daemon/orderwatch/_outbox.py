@@ -30,6 +30,7 @@ import anyio
 
 from orderwatch._metrics import Metrics
 from orderwatch._ratelimit import RateLimiter
+from orderwatch._silences import matching_silence
 from orderwatch._sinks import Destination, send
 from orderwatch._store import Delivery, Store
 from orderwatch._webhooks import SendOutcome, WebhookSender, payload
@@ -85,6 +86,7 @@ class Courier:
         webhooks: WebhookSender | None = None,
         rng: random.Random | None = None,
         disabled: set[str] | None = None,
+        on_outcome: Callable[[Destination, str | None], None] = lambda *_: None,
     ) -> None:
         self._store, self._metrics = store, metrics
         self._destinations = {d.key: d for d in destinations}
@@ -96,6 +98,7 @@ class Courier:
         self._failing: set[str] = set()
         self._pace: dict[str, RateLimiter] = {}
         self._workers: set[str] = set()
+        self._on_outcome = on_outcome  # every send's result (None: accepted), for the watcher
 
     def configure(self, destinations: Sequence[Destination]) -> None:
         """Use ``destinations`` from now on (a reload)."""
@@ -156,13 +159,17 @@ class Courier:
                 len(queue), queue[0].route, reason,
             )  # fmt: skip
             return
-        batch = due_batch(queue, now)
+        batch = self._unsilenced(destination, due_batch(queue, now), now)
         if not batch:
             return
         policy = destination.policy
-        digest = destination.kind == "apprise" and (
-            any(d.held for d in batch)
-            or (policy.digest_threshold is not None and len(batch) > policy.digest_threshold)
+        digest = (
+            destination.kind == "apprise"
+            and not any(d.stored.event.note for d in batch)  # notices, summaries: each alone
+            and (
+                any(d.held for d in batch)
+                or (policy.digest_threshold is not None and len(batch) > policy.digest_threshold)
+            )
         )
         if digest and len(batch) > 1:
             await self._attempt(destination, batch)
@@ -170,6 +177,34 @@ class Courier:
         for delivery in batch:
             if not await self._attempt(destination, [delivery]):
                 return
+
+    def _unsilenced(
+        self, destination: Destination, batch: list[Delivery], now: float
+    ) -> list[Delivery]:
+        """Record the deliveries an active silence matches as silenced; the rest go out.
+        Webhooks are never silenced: machines must see everything."""
+        if destination.kind != "apprise" or not batch:
+            return batch
+        silences = self._store.silences(active_at=now)
+        if not silences:
+            return batch
+        kept: list[Delivery] = []
+        for delivery in batch:
+            event = delivery.stored.event
+            silence = matching_silence(
+                silences,
+                route=destination.route,
+                kind=event.kind,
+                status=None if event.note else event.order.status,
+                number=None if event.note else event.order.number,
+                now=now,
+            )
+            if silence is None:
+                kept.append(delivery)
+                continue
+            self._store.mark_silenced([delivery], silence.id, now=now)
+            self._metrics.notifications.labels(route=destination.route, outcome="silenced").inc()
+        return kept
 
     async def _attempt(self, destination: Destination, batch: list[Delivery]) -> bool:
         if destination.kind == "apprise":
@@ -203,6 +238,7 @@ class Courier:
     ) -> bool:
         now = self._clock()
         route = destination.route
+        self._on_outcome(destination, outcome.error)
         if outcome.ok:
             self._store.mark_sent(batch, now=now)
             self._metrics.notifications.labels(route=route, outcome="sent").inc(len(batch))

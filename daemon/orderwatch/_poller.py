@@ -461,6 +461,7 @@ class Poller:
             now=now,
             newer_than=self._newer_than,
         )
+        events = [self._with_ack(e) if e.resolves_stuck else e for e in events]
         plan = [(event, self._targets(event, now)) for event in events]
         stored = self._store.record(anchors, changes, plan, anchors_before=anchors_before, now=now)
         return _Committed(changes, stored, now)
@@ -514,9 +515,27 @@ class Poller:
             targets.append(Target(destination.route, destination.key, plan.due_at, plan.held))
         return targets
 
+    def mark_gap(self) -> None:
+        """The watcher has been blind (an announced API outage): the changes the next
+        successful cycle finds are announced as changes across a gap."""
+        self._after_gap = True
+
+    def _with_ack(self, event: Event) -> Event:
+        """A stuck alert's end (the transition out, or a reminder once an acknowledgement
+        expired) says who acknowledged the stay, and when."""
+        status = event.previous_status if event.kind == "status_changed" else event.order.status
+        if event.previous_since is None or status is None:
+            return event
+        ack = self._store.ack_of_episode(event.order.id, status, event.previous_since)
+        return event if ack is None else replace(event, acknowledged=ack.describe_when())
+
     def _alert_stuck(self, report: CycleReport) -> None:
         now = self._clock()
-        events = stuck_events(self._store.open_orders(), self._stuck_rules, now)
+        acks = self._store.acks()
+        events = [
+            self._with_ack(event)
+            for event in stuck_events(self._store.open_orders(), self._stuck_rules, now, acks)
+        ]
         if events:
             plan = [(event, self._targets(event, now)) for event in events]
             self._announced(self._store.record({}, [], plan, anchors_before={}, now=now), report)

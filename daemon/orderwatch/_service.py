@@ -25,7 +25,10 @@ import anyio
 import httpx
 import stamina.instrumentation
 
+from orderwatch._acklink import AckLinks
 from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._console import Console, StateDesk
+from orderwatch._detect import Event
 from orderwatch._exceptions import (
     ApiError,
     ConfigError,
@@ -43,14 +46,17 @@ from orderwatch._sinks import destinations_for, secrets_in
 from orderwatch._store import Store
 from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
+from orderwatch._watcher import api_failure_reason
+from orderwatch._web import AckPage, WebServer
 from orderwatch._webhooks import WebhookSender
 
 __all__ = ["Service", "ServiceOptions", "run_service"]
 
 log = logging.getLogger("orderwatch")
 
+_CONSOLE_TICK: Final = 15.0  # seconds between checks for due notices and summaries
 _MAX_NAP: Final = 5.0  # the loop wakes at least this often while it waits (watchdog, reload)
-_RESTART_SECTIONS: Final = ("api", "state", "metrics", "log")
+_RESTART_SECTIONS: Final = ("api", "state", "metrics", "web", "log")
 
 
 def stuck_rules(settings: Settings) -> list[StuckRule]:
@@ -122,15 +128,17 @@ class Service:
         if options.handle_signals:
             self._catch_early_signals()
         stamina.instrumentation.set_on_retry_hooks([])  # the client logs retries once per streak
-        destinations = destinations_for(settings.notify)
+        destinations = destinations_for(settings.notify, self._ack_links(settings))
         api_secrets = (settings.api.client_secret, settings.api.token)
         redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
+        if settings.web is not None:
+            redactor.add(settings.web.secret.get_secret_value())
         redactor.add(*secrets_in(destinations))
         self.metrics.lifecycle.state("starting")
 
         store = Store.open(settings.state.path, exclusive=True)
         webhooks = WebhookSender()
-        server = None
+        server = web = None
         try:
             store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
             disabled = set(store.disabled_webhooks())
@@ -143,6 +151,7 @@ class Service:
                 log.info("metrics on http://%s:%d/metrics", host, server.port)
                 if host not in {"127.0.0.1", "localhost", "::1"}:
                     log.warning("metrics: listening on %s, reachable beyond this machine", host)
+            web = self._start_web(settings)
             async with OrdersApi(
                 settings.api,
                 transport=options.transport,
@@ -152,8 +161,21 @@ class Service:
                 on_malformed=lambda e: self.metrics.malformed_responses.labels(endpoint=e).inc(),
             ) as api:
                 self.api, self.store = api, store
+                self.console = Console(
+                    store,
+                    settings,
+                    destinations,
+                    # the courier and the poller are built next: look them up when called
+                    on_committed=lambda: self.courier.wake(),  # noqa: PLW0108
+                    on_blind=lambda: self.poller.mark_gap(),  # noqa: PLW0108
+                )
                 self.courier = Courier(
-                    store, destinations, self.metrics, webhooks=webhooks, disabled=disabled
+                    store,
+                    destinations,
+                    self.metrics,
+                    webhooks=webhooks,
+                    disabled=disabled,
+                    on_outcome=self.console.delivery_outcome,
                 )
                 self.poller = Poller(
                     api,
@@ -180,11 +202,14 @@ class Service:
                         group.start_soon(self._handle_signals, group.cancel_scope)
                     group.start_soon(self.courier.run)
                     group.start_soon(self._poll_forever)
+                    group.start_soon(self._console_clock)
         finally:
             self.metrics.lifecycle.state("stopping")
             self.notifier.stopping()
             if server is not None:
                 server.close()
+            if web is not None:
+                web.close()
             with anyio.CancelScope(shield=True):
                 await webhooks.aclose()
             store.close()
@@ -215,6 +240,7 @@ class Service:
                 raise
             except ApiError as error:
                 outcome = "failed"
+                self.console.poll_outcome(api_failure_reason(error))
                 if failing != str(error):
                     if isinstance(error, CredentialsError):
                         log.error("%s", error)  # noqa: TRY400 - the message is the whole story
@@ -225,6 +251,7 @@ class Service:
                 if failing is not None:
                     log.info("poll succeeded again")
                 failing = None
+                self.console.poll_outcome(None)
                 changed = bool(report.new_orders or report.transitions)
                 now = time.time()
                 self.health.last_success = now
@@ -277,6 +304,31 @@ class Service:
             nap = min(remaining, _MAX_NAP, self.notifier.watchdog_interval or _MAX_NAP)
             await anyio.sleep(nap)
 
+    @staticmethod
+    def _start_web(settings: Settings) -> WebServer | None:
+        """The ack page's listener, with ``[web]`` and a ``web.listen`` address."""
+        if settings.web is None or settings.web.address is None:
+            return None
+        host, port = settings.web.address
+        page = AckPage(StateDesk(settings.state.path), settings.web.secret.get_secret_value())
+        web = WebServer(host, port, page)
+        log.info("ack page on http://%s:%d/ack/… for %s", host, web.port, settings.web.public_url)
+        return web
+
+    @staticmethod
+    def _ack_links(settings: Settings) -> Callable[[Event], str | None] | None:
+        """The ack link maker of stuck alerts; None without ``[web]`` (then no link)."""
+        if settings.web is None:
+            return None
+        links = AckLinks(settings.web.public_url, settings.web.secret.get_secret_value())
+        return links.for_event
+
+    async def _console_clock(self) -> None:
+        """Watcher notices and summaries fall due between polls too."""
+        while True:
+            await anyio.sleep(_CONSOLE_TICK)
+            self.console.tick()
+
     # -- signals ----------------------------------------------------------------------------
 
     async def _handle_signals(self, scope: anyio.CancelScope) -> None:
@@ -312,7 +364,7 @@ class Service:
                 log.error("reload rejected: %s", problem)  # noqa: TRY400 - no traceback wanted
             log.error("reload rejected: the running configuration stays")  # noqa: TRY400
         else:
-            destinations = destinations_for(new.notify)
+            destinations = destinations_for(new.notify, self._ack_links(self.settings))
             redactor.add(*secrets_in(destinations))
             self.store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
             self.courier.disabled.intersection_update(self.store.disabled_webhooks())
@@ -324,6 +376,9 @@ class Service:
             )
             self.courier.configure(destinations)
             self.courier.wake()
+            self.console.configure(
+                self.settings.model_copy(update={"notify": new.notify}), destinations
+            )
             self.health.interval = new.poll.interval
             stale = [n for n in _RESTART_SECTIONS if getattr(new, n) != getattr(self.settings, n)]
             self.settings = self.settings.model_copy(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 __all__ = ["Ack", "Silence", "active_ack", "matching_silence"]
 
@@ -97,6 +98,12 @@ class Ack:
         """``acknowledged by Anna`` (or ``acknowledged``), with the comment if there is one."""
         text = f"acknowledged by {self.by}" if self.by else "acknowledged"
         return text + (f' ("{self.comment}")' if self.comment else "")
+
+    def describe_when(self) -> str:
+        """``acknowledged by Anna at 2026-01-05 10:02 UTC ("on it")``."""
+        when = datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        text = f"acknowledged by {self.by}" if self.by else "acknowledged"
+        return f"{text} at {when}" + (f' ("{self.comment}")' if self.comment else "")
 
 
 def active_ack(
