@@ -509,8 +509,15 @@ async def test_a_first_sync_under_arrivals_and_retried_pages_learns_every_order(
     from orderwatch._exceptions import ApiError
     from orderwatch._sandbox import Faults
 
-    world = World(seed=10, orders=2500, open_orders=30, arrival_rate=1, move_rate=0, cancel_rate=0)
-    world.number_step = number_step
+    world = World(
+        seed=10,
+        orders=2500,
+        open_orders=30,
+        arrival_rate=1,
+        move_rate=0,
+        cancel_rate=0,
+        number_step=number_step,
+    )
     with Sandbox(world, fault_seed=3) as sandbox:
         settings = ApiSettings(
             base_url=sandbox.url,

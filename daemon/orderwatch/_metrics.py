@@ -110,7 +110,7 @@ class Metrics:
         )
         self.list_rereads = Counter(
             "orderwatch_list_rereads",
-            "List pages read again to prove that a walk missed no order (see docs/polling.md).",
+            "List pages read again (or page 1 probed) to prove a walk missed no order.",
             registry=r,
         )
         self.last_successful_poll = Gauge(

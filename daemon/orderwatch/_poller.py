@@ -242,6 +242,7 @@ class Poller:
                 into.append(await self._fetch_page(number, state, report))
 
             await self._concurrently([partial(fetch, n, pages) for n in numbers])
+            await self._probe_if_unproven(state, report, {numbers[0] - 1, *numbers})
             total_pages = max([total_pages, *(p.total_pages for p in pages)])
             first = numbers[-1] + 1
             if progress is not None:
@@ -293,6 +294,17 @@ class Poller:
             state.fetched.add(number)
         return page
 
+    async def _probe_if_unproven(
+        self, state: _CycleState, report: CycleReport, pages: set[int]
+    ) -> None:
+        """After a window of pages read side by side that their orders alone do not prove
+        gapless, read page 1: if its newest order is the one the window began under, nothing
+        arrived while the window was read (one request, where re-reads would cost several)."""
+        if not state.unordered and pages_to_reread(state.log.of_pages(pages), to_end=False):
+            report.rereads += 1
+            self._metrics.list_rereads.inc()
+            await self._list(1, state, report, probe=True)
+
     async def _close_gaps(
         self, state: _CycleState, report: CycleReport, pages: set[int] | None, *, to_end: bool
     ) -> bool:
@@ -311,6 +323,8 @@ class Poller:
             if len(wanted) > 1 and not probed:
                 # One read of page 1 may prove that nothing arrived: cheaper than the re-reads.
                 probed = True
+                report.rereads += 1
+                self._metrics.list_rereads.inc()
                 await self._list(1, state, report, probe=True)
                 continue
             report.rereads += len(wanted)
