@@ -34,11 +34,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from orderwatch._apprise import apprise_problem
 from orderwatch._exceptions import ConfigError
 from orderwatch._messages import template_problem
 from orderwatch._models import KNOWN_STATUSES, canonical_status
 from orderwatch._routing import QuietHours, parse_duration
-from orderwatch._sinks import apprise_problem
 
 __all__ = [
     "CREDENTIAL_PREFIX",
