@@ -32,6 +32,7 @@ from orderwatch._exceptions import (
     TransientApiError,
 )
 from orderwatch._models import OrderPage, parse_order_page, parse_status_body
+from orderwatch._ratelimit import RateLimiter
 from orderwatch._settings import ApiSettings
 
 __all__ = ["OrdersApi", "RetryPolicy"]
@@ -97,8 +98,6 @@ class OrdersApi:
         on_secret: Callable[[str], None] = lambda _: None,
         on_malformed: Callable[[str], None] = lambda _: None,
     ) -> None:
-        from orderwatch._ratelimit import RateLimiter  # noqa: PLC0415 - keeps the import graph flat
-
         verify: ssl.SSLContext | bool = True  # certificates are always checked
         if settings.ca_bundle is not None:
             verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
