@@ -22,6 +22,7 @@ import anyio
 import httpx
 
 from orderwatch import __version__
+from orderwatch._detect import EVENT_KINDS, EventKind
 from orderwatch._exceptions import ConfigError, OrderwatchError
 from orderwatch._explain import explain
 from orderwatch._logging import configure_logging
@@ -60,7 +61,7 @@ def _add_routes_outbox_state(
     explain.add_argument("--from", dest="from_status", help="the previous status")
     explain.add_argument(
         "--event",
-        choices=["created", "status_changed", "stuck"],
+        choices=EVENT_KINDS,
         help="the event type (default: status_changed with --from, else created)",
     )
 
@@ -309,7 +310,7 @@ def _cmd_notify_test(args: argparse.Namespace) -> int:
 
 def _cmd_routes(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    kind = args.event or ("status_changed" if args.from_status else "created")
+    kind: EventKind = args.event or ("status_changed" if args.from_status else "created")
     print(explain(settings, status=args.status, previous=args.from_status, kind=kind))
     return 0
 

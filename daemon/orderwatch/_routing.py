@@ -15,8 +15,9 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from orderwatch._detect import EventKind
+
 __all__ = [
-    "EVENT_TYPES",
     "DeliveryPlan",
     "Filters",
     "QuietHours",
@@ -24,8 +25,6 @@ __all__ = [
     "parse_duration",
     "plan_delivery",
 ]
-
-EVENT_TYPES: Final = ("created", "status_changed", "stuck")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -58,7 +57,7 @@ class Filters:
 
     statuses: frozenset[str] | None = None
     from_statuses: frozenset[str] | None = None
-    events: frozenset[str] | None = None
+    events: frozenset[EventKind] | None = None
 
     def accepts(self, kind: str, status: str, previous_status: str | None) -> bool:
         if self.events is not None and kind not in self.events:

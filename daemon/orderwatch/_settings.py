@@ -35,6 +35,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orderwatch._apprise import apprise_problem
+from orderwatch._detect import EventKind
 from orderwatch._exceptions import ConfigError
 from orderwatch._messages import template_problem
 from orderwatch._models import KNOWN_STATUSES, canonical_status
@@ -245,13 +246,10 @@ Status = Annotated[str, AfterValidator(_known_status)]
 AppriseUrl = Annotated[str, BeforeValidator(_credential), AfterValidator(_apprise_url)]
 
 
-EventType = Literal["created", "status_changed", "stuck"]
-
-
 class _Filters(_Section):
     statuses: list[Status] | None = None
     from_statuses: list[Status] | None = None
-    events: list[EventType] | None = None
+    events: list[EventKind] | None = None
 
 
 class RouteSettings(_Filters):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from orderwatch import _apprise
 from orderwatch._apprise import mask_url
@@ -27,6 +27,8 @@ __all__ = [
     "send",
     "url_key",
 ]
+
+T = TypeVar("T")
 
 
 def url_key(*parts: str) -> str:
@@ -58,14 +60,15 @@ class Destination:
         return self.filters.accepts(event.kind, event.order.status, event.previous_status)
 
 
-def _filters(source: RouteSettings | WebhookSettings) -> Filters:
-    def frozen(values: list[str] | None) -> frozenset[str] | None:
-        return None if values is None else frozenset(values)
+def _frozen(values: list[T] | None) -> frozenset[T] | None:
+    return None if values is None else frozenset(values)
 
+
+def _filters(source: RouteSettings | WebhookSettings) -> Filters:
     return Filters(
-        statuses=frozen(source.statuses),
-        from_statuses=frozen(source.from_statuses),
-        events=frozen(source.events),  # type: ignore[arg-type]
+        statuses=_frozen(source.statuses),
+        from_statuses=_frozen(source.from_statuses),
+        events=_frozen(source.events),
     )
 
 

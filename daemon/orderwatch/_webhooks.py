@@ -20,7 +20,7 @@ from typing import Final
 import httpx
 from standardwebhooks import Webhook
 
-from orderwatch._detect import Event
+from orderwatch._detect import Event, EventKind
 from orderwatch._sinks import Destination
 
 __all__ = ["TIMEOUT", "SendOutcome", "WebhookSender", "event_type", "payload", "test_payload"]
@@ -29,7 +29,7 @@ TIMEOUT: Final = 15.0
 _MAX_RETRY_AFTER: Final = 3600.0
 
 
-def event_type(kind: str) -> str:
+def event_type(kind: EventKind) -> str:
     return f"order.{kind}"
 
 
