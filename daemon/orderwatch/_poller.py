@@ -28,7 +28,7 @@ from orderwatch._detect import (
     events_for,
     settled,
 )
-from orderwatch._exceptions import OrderwatchError
+from orderwatch._exceptions import first_orderwatch_error
 from orderwatch._messages import title_for
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE, OrderPage, is_final
@@ -321,7 +321,7 @@ class Poller:
                 for job in jobs:
                     group.start_soon(run, job)
         except BaseExceptionGroup as errors:
-            first = _first_error(errors)
+            first = first_orderwatch_error(errors)
             if first is None:
                 raise
             raise first from None
@@ -543,12 +543,3 @@ class _CycleState:
     landed: list[tuple[int, OrderPage]] = field(default_factory=list)  # fetched, not ingested
     learned: int = 0
     rejected: int = 0
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> OrderwatchError | None:
-    for error in group.exceptions:
-        if isinstance(error, OrderwatchError):
-            return error
-        if isinstance(error, BaseExceptionGroup) and (found := _first_error(error)):
-            return found
-    return None
