@@ -28,11 +28,12 @@ from typing import Any, Final
 
 from orderwatch._detect import Change, Event, KnownOrder, NewOrder
 from orderwatch._exceptions import StateError
-from orderwatch._models import Order, is_final
+from orderwatch._models import FINAL_STATUSES, Order, is_final
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Delivery", "Store", "StoredEvent", "Target"]
 
 SCHEMA_VERSION: Final = 2
+_FINAL_IN_SQL: Final = ", ".join(f"'{status}'" for status in sorted(FINAL_STATUSES))
 
 # One script per schema version; a file at version N runs scripts N+1 … SCHEMA_VERSION in one
 # transaction. Never edit a released script: add the next one.
@@ -369,7 +370,7 @@ class Store:
             "events of orders that do not exist": "SELECT count(*) FROM events "
             "WHERE order_id NOT IN (SELECT id FROM orders)",
             "orders whose final flag disagrees with their status": "SELECT count(*) FROM orders "
-            "WHERE is_final != (status IN ('Delivered', 'Cancelled'))",
+            f"WHERE is_final != (status IN ({_FINAL_IN_SQL}))",
             "sent or dead deliveries without a completion time": "SELECT count(*) FROM "
             "deliveries WHERE state != 'pending' AND done_at IS NULL",
         }
