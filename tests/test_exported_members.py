@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import pkgutil
 
 import orderwatch
@@ -27,3 +28,7 @@ def test_every_private_module_declares_what_it_exports() -> None:
         assert hasattr(module, "__all__"), info.name
         for name in module.__all__:
             assert hasattr(module, name), f"{info.name}.{name}"
+
+
+def test_the_version_has_one_source_that_packaging_reads() -> None:
+    assert importlib.metadata.version("orderwatch") == orderwatch.__version__

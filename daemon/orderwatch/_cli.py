@@ -21,7 +21,6 @@ from pathlib import Path
 import anyio
 import httpx
 
-from orderwatch import __version__
 from orderwatch._detect import EVENT_KINDS, EventKind
 from orderwatch._exceptions import ConfigError, OrderwatchError
 from orderwatch._explain import explain
@@ -32,6 +31,7 @@ from orderwatch._sandbox import Faults, Sandbox, World
 from orderwatch._settings import Settings, config_path, default_state_path, load_settings
 from orderwatch._sinks import Destination, destinations_for, send
 from orderwatch._store import SCHEMA_VERSION, Store
+from orderwatch._version import __version__
 from orderwatch._webhooks import WebhookSender, test_payload
 
 __all__ = ["main"]
