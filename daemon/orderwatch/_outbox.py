@@ -5,8 +5,8 @@ Rules, all here:
 - Each destination has its own worker and queue, in the order events were detected, so a
   failing or slow destination holds back only itself.
 - A route's queue goes out once its oldest delivery is due (``group_wait`` after detection, or
-  the end of quiet hours for a held one): more than ``digest_threshold`` waiting, or any held,
-  become one digest; otherwise one message each, never more than one a second per route.
+  the end of quiet hours for a held one): as one digest or one message each, as
+  ``_routing.sends_as_digest`` decides, never more than one message a second per route.
   Webhooks get one POST per event.
 - A failure is tried again after an exponential backoff with jitter (about 2 s, 4 s, 8 s …
   capped at one hour) or after the destination's ``Retry-After``, until the delivery is older
@@ -30,6 +30,7 @@ import anyio
 
 from orderwatch._metrics import Metrics
 from orderwatch._ratelimit import RateLimiter
+from orderwatch._routing import sends_as_digest
 from orderwatch._sinks import Destination, send
 from orderwatch._store import Delivery, Store
 from orderwatch._webhooks import SendOutcome, WebhookSender, payload
@@ -159,12 +160,7 @@ class Courier:
         batch = due_batch(queue, now)
         if not batch:
             return
-        policy = destination.policy
-        digest = destination.kind == "apprise" and (
-            any(d.held for d in batch)
-            or (policy.digest_threshold is not None and len(batch) > policy.digest_threshold)
-        )
-        if digest and len(batch) > 1:
+        if sends_as_digest(destination.policy, len(batch), held=any(d.held for d in batch)):
             await self._attempt(destination, batch)
             return
         for delivery in batch:
