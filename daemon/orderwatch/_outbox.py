@@ -73,7 +73,10 @@ def next_due(queue: Sequence[Delivery]) -> float | None:
 
 
 class Courier:
-    """Delivers what the store holds pending: one worker per destination, woken by :meth:`wake`."""
+    """Delivers what the store holds pending: one worker per destination, woken by :meth:`wake`.
+
+    ``clock`` tells the time and ``sleep`` lets it pass: a test hands in a virtual clock.
+    """
 
     def __init__(
         self,
@@ -82,6 +85,7 @@ class Courier:
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         sender: SendApprise = send,
         webhooks: WebhookSender | None = None,
         rng: random.Random | None = None,
@@ -89,7 +93,7 @@ class Courier:
     ) -> None:
         self._store, self._metrics = store, metrics
         self._destinations = {d.key: d for d in destinations}
-        self._clock, self._send = clock, sender
+        self._clock, self._sleep, self._send = clock, sleep, sender
         self._webhooks = webhooks
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.disabled = disabled if disabled is not None else set()
@@ -130,22 +134,10 @@ class Courier:
                 due = next_due(self._store.pending_deliveries_for(key))
                 if due is None:
                     return
-                await anyio.sleep(min(max(due - self._clock(), 0.05), _IDLE_CHECK))
+                await self._sleep(min(max(due - self._clock(), 0.05), _IDLE_CHECK))
         finally:
             self._workers.discard(key)
             self._metrics.set_queue(self._store.queue_counts())
-
-    async def deliver_due(self) -> float | None:
-        """One round over every destination; when the earliest remaining delivery is due."""
-        pending = self._store.pending_deliveries()
-        now = self._clock()
-        async with anyio.create_task_group() as group:
-            for key, queue in groupby(pending, key=lambda d: d.destination):
-                group.start_soon(self._deliver_queue, key, list(queue), now)
-        self._metrics.set_queue(self._store.queue_counts())
-        remaining = self._store.pending_deliveries()
-        queues = [next_due(list(q)) for _, q in groupby(remaining, key=lambda d: d.destination)]
-        return min((t for t in queues if t is not None), default=None)
 
     async def _deliver_queue(self, key: str, queue: list[Delivery], now: float) -> None:
         destination = self._destinations.get(key)
