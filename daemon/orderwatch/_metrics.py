@@ -39,7 +39,7 @@ from orderwatch._exceptions import OrderwatchError
 from orderwatch._models import FINAL_STATUSES, KNOWN_STATUSES
 from orderwatch._version import __version__
 
-__all__ = ["LIFECYCLE_STATES", "Health", "Metrics", "MetricsServer"]
+__all__ = ["Health", "Metrics", "MetricsServer"]
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the scrape; nothing here reads them
 

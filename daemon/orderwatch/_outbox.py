@@ -35,7 +35,7 @@ from orderwatch._sinks import Destination, send
 from orderwatch._store import Delivery, Store
 from orderwatch._webhooks import SendOutcome, WebhookSender, payload
 
-__all__ = ["Courier", "due_batch", "next_due", "retry_delay"]
+__all__ = ["Courier", "due_batch", "retry_delay"]
 
 log = logging.getLogger("orderwatch.notify")
 

@@ -45,7 +45,7 @@ from orderwatch._sinks import Destination
 from orderwatch._store import Store, StoredEvent, Target
 from orderwatch._stuck import StuckRule, stuck_events
 
-__all__ = ["CycleReport", "Poller"]
+__all__ = ["Poller"]
 
 log = logging.getLogger("orderwatch")
 

@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 from orderwatch._detect import EventKind
 
 __all__ = [
-    "DeliveryPlan",
     "Filters",
     "QuietHours",
     "RoutePolicy",

@@ -29,7 +29,7 @@ import httpx
 
 from orderwatch._models import PAGE_SIZE
 
-__all__ = ["Change", "Faults", "Reply", "Sandbox", "SandboxApp", "SandboxOrder", "World"]
+__all__ = ["Change", "Faults", "Sandbox", "SandboxApp", "World"]
 
 _NEXT: Final = {
     "Created": ("Payed",),

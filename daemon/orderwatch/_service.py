@@ -45,7 +45,7 @@ from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
 from orderwatch._webhooks import WebhookSender
 
-__all__ = ["Service", "ServiceOptions", "run_service"]
+__all__ = ["ServiceOptions", "run_service"]
 
 log = logging.getLogger("orderwatch")
 

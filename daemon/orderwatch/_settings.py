@@ -42,17 +42,10 @@ from orderwatch._models import KNOWN_STATUSES, canonical_status
 from orderwatch._routing import QuietHours, parse_duration
 
 __all__ = [
-    "CREDENTIAL_PREFIX",
-    "AlertsSettings",
     "ApiSettings",
-    "LogSettings",
-    "MetricsSettings",
     "NotifySettings",
-    "PollSettings",
     "RouteSettings",
     "Settings",
-    "StateSettings",
-    "StuckSettings",
     "WebhookSettings",
     "config_path",
     "default_state_path",

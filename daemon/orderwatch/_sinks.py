@@ -19,14 +19,7 @@ from orderwatch._messages import MessageTemplates
 from orderwatch._routing import Filters, RoutePolicy
 from orderwatch._settings import NotifySettings, RouteSettings, WebhookSettings
 
-__all__ = [
-    "WEBHOOK_MAX_AGE",
-    "Destination",
-    "destinations_for",
-    "secrets_in",
-    "send",
-    "url_key",
-]
+__all__ = ["Destination", "destinations_for", "secrets_in", "send"]
 
 T = TypeVar("T")
 

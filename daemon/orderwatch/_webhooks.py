@@ -25,7 +25,7 @@ from orderwatch._detect import Event, EventKind
 from orderwatch._ratelimit import retry_after
 from orderwatch._sinks import Destination
 
-__all__ = ["TIMEOUT", "SendOutcome", "WebhookSender", "event_type", "payload", "test_payload"]
+__all__ = ["SendOutcome", "WebhookSender", "event_type", "payload", "test_payload"]
 
 TIMEOUT: Final = 15.0
 
