@@ -40,7 +40,7 @@ def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -
     assert store.status_counts() == {"Created": 1, "Delivered": 1}
     assert [k.order.number for k in store.open_orders()] == [1]
     pending = store.pending_deliveries()
-    assert [(d.destination, d.stored.event.order.number) for d in pending] == [
+    assert [(d.destination_key, d.stored.event.order.number) for d in pending] == [
         ("k1", 1),
         ("k1", 2),
         ("k2", 1),
