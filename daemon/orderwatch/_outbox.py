@@ -169,7 +169,7 @@ class Courier:
         # A send that started is finished and recorded, even when shutdown is under way.
         with anyio.CancelScope(shield=True):
             outcome = await self._send_batch(destination, batch)
-            delivered = self._record(destination, batch, outcome)
+            delivered = self._settle(destination, batch, outcome)
         return delivered  # noqa: RET504 - returned outside the shielded scope on purpose
 
     async def _send_batch(self, destination: Destination, batch: list[Delivery]) -> SendOutcome:
@@ -186,9 +186,11 @@ class Courier:
             title, body = templates.render_digest([(d.stored.event, d.stored.id) for d in batch])
         return SendOutcome(error=await self._send(destination, title, body))
 
-    def _record(
+    def _settle(
         self, destination: Destination, batch: list[Delivery], outcome: SendOutcome
     ) -> bool:
+        """Settle ``batch`` by ``outcome``: sent, tried again later, or dead. True when nothing
+        of it is left to retry (the queue may go on)."""
         now = self._clock()
         route = destination.route
         if outcome.ok:
