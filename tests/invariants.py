@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from orderwatch._sandbox import Change
+from orderwatch._sandbox import WorldChange
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def _missing(
 
 def violations(
     initial: Mapping[int, str],
-    history: Iterable[Change],
+    history: Iterable[WorldChange],
     now: Mapping[int, str],
     delivered: Iterable[Delivered],
     *,

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orderwatch._sandbox import Change, Sandbox, World
+from orderwatch._sandbox import Sandbox, World, WorldChange
 from orderwatch._store import Store
 
 from .conftest import Daemon, Receiver, run_cli, sandbox_api, wait_until, write_config
@@ -55,9 +55,9 @@ def expected_title(number: int, previous: str | None, status: str) -> str:
     return f"Order #{number}: {previous} → {status}"
 
 
-def net_titles(changes: list[Change]) -> list[str]:
-    first: dict[str, Change] = {}
-    last: dict[str, Change] = {}
+def net_titles(changes: list[WorldChange]) -> list[str]:
+    first: dict[str, WorldChange] = {}
+    last: dict[str, WorldChange] = {}
     for change in changes:
         first.setdefault(change.order_id, change)
         last[change.order_id] = change
@@ -367,7 +367,7 @@ def test_the_sandbox_command_serves_the_documented_api(tmp_path: Path) -> None:
 
 
 def test_the_sandbox_is_deterministic_for_a_seed() -> None:
-    def run(seed: int) -> list[Change]:
+    def run(seed: int) -> list[WorldChange]:
         world = World(seed=seed, orders=40, open_orders=10)
         for _ in range(20):
             world.step()

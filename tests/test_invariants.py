@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from orderwatch._sandbox import Change
+from orderwatch._sandbox import WorldChange
 
 from .invariants import Delivered, violations
 
 INITIAL = {1: "Created", 2: "Payed"}
 HISTORY = [
-    Change("a", 1, "Created", "Payed"),
-    Change("a", 1, "Payed", "ReadyForDelivery"),
-    Change("c", 3, None, "Created"),
+    WorldChange("a", 1, "Created", "Payed"),
+    WorldChange("a", 1, "Payed", "ReadyForDelivery"),
+    WorldChange("c", 3, None, "Created"),
 ]
 NOW = {1: "ReadyForDelivery", 2: "Payed", 3: "Created"}
 

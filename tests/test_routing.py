@@ -9,7 +9,14 @@ import pytest
 
 from orderwatch._detect import KnownOrder
 from orderwatch._models import Order
-from orderwatch._routing import Filters, QuietHours, RoutePolicy, parse_duration, plan_delivery
+from orderwatch._routing import (
+    Filters,
+    QuietHours,
+    RoutePolicy,
+    parse_duration,
+    plan_delivery,
+    sends_as_digest,
+)
 from orderwatch._stuck import StuckRule, stuck_events
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -122,3 +129,25 @@ def test_without_repeat_a_stuck_order_is_reported_once() -> None:
 
 def test_orders_in_other_statuses_are_never_stuck() -> None:
     assert stuck_events([known("Created", 0.0)], [StuckRule("Payed", after=1)], now=10**9) == []
+
+
+ROUTE = RoutePolicy(group_wait=10, digest_threshold=5)
+
+
+@pytest.mark.parametrize(
+    ("waiting", "held", "digest"),
+    [
+        (5, False, False),  # at the threshold: one message each
+        (6, False, True),  # above it: one digest
+        (2, True, True),  # held for quiet hours: a digest, however few
+        (1, True, False),  # a lone delivery is never a digest
+    ],
+)
+def test_a_route_digests_above_its_threshold_or_after_quiet_hours(
+    waiting: int, held: bool, digest: bool
+) -> None:
+    assert sends_as_digest(ROUTE, waiting, held=held) is digest
+
+
+def test_a_webhook_never_gets_a_digest() -> None:
+    assert not sends_as_digest(RoutePolicy(), 100, held=True)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -17,13 +19,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import httpx
 
-from orderwatch import __version__
+from orderwatch._detect import EVENT_KINDS, EventKind
 from orderwatch._exceptions import ConfigError, OrderwatchError
+from orderwatch._explain import explain
 from orderwatch._logging import configure_logging
-from orderwatch._messages import format_duration
+from orderwatch._messages import format_duration, title_for
 from orderwatch._models import KNOWN_STATUSES
+from orderwatch._sandbox import Faults, Sandbox, World
 from orderwatch._settings import Settings, config_path, default_state_path, load_settings
+from orderwatch._sinks import Destination, destinations_for, send
+from orderwatch._store import SCHEMA_VERSION, Store
+from orderwatch._version import __version__
+from orderwatch._webhooks import WebhookSender, test_payload
 
 __all__ = ["main"]
 
@@ -52,7 +61,7 @@ def _add_routes_outbox_state(
     explain.add_argument("--from", dest="from_status", help="the previous status")
     explain.add_argument(
         "--event",
-        choices=["created", "status_changed", "stuck"],
+        choices=EVENT_KINDS,
         help="the event type (default: status_changed with --from, else created)",
     )
 
@@ -240,7 +249,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
-    from orderwatch._service import ServiceOptions, run_service  # noqa: PLC0415 - keeps CLI light
+    # +60 ms (prometheus-client, stamina) that check-config, status and health never need
+    from orderwatch._service import ServiceOptions, run_service  # noqa: PLC0415
 
     path = config_path(getattr(args, "config", None))
     anyio.run(run_service, settings, ServiceOptions(config_path=path))
@@ -259,8 +269,6 @@ def _health_url(args: argparse.Namespace) -> str:
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
-    import httpx  # noqa: PLC0415
-
     url = _health_url(args)
     try:
         response = httpx.get(url, timeout=args.timeout)
@@ -272,9 +280,6 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 def _cmd_notify_test(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from orderwatch._sinks import Destination, destinations_for, send  # noqa: PLC0415
-    from orderwatch._webhooks import WebhookSender, test_payload  # noqa: PLC0415
-
     destinations = destinations_for(settings.notify)
     if not destinations:
         print("notify: no routes or webhooks configured, nothing to test", file=sys.stderr)
@@ -304,10 +309,8 @@ def _cmd_notify_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_routes(args: argparse.Namespace) -> int:
-    from orderwatch._explain import explain  # noqa: PLC0415
-
     settings = _settings(args)
-    kind = args.event or ("status_changed" if args.from_status else "created")
+    kind: EventKind = args.event or ("status_changed" if args.from_status else "created")
     print(explain(settings, status=args.status, previous=args.from_status, kind=kind))
     return 0
 
@@ -321,9 +324,6 @@ def _state_path(args: argparse.Namespace) -> Path:
 
 
 def _cmd_outbox(args: argparse.Namespace) -> int:
-    from orderwatch._messages import title_for  # noqa: PLC0415
-    from orderwatch._store import Store  # noqa: PLC0415
-
     action = args.outbox_command
     if action != "list" and not (args.event or args.route or args.all):
         raise OrderwatchError(f"outbox {action}: say which deliveries: --event, --route or --all")
@@ -362,11 +362,6 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_state(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415
-    import sqlite3  # noqa: PLC0415
-
-    from orderwatch._store import SCHEMA_VERSION, Store  # noqa: PLC0415
-
     path = _state_path(args)
     store = Store.open(path, readonly=True)
     try:
@@ -416,8 +411,6 @@ def _when(timestamp: float | None, *, future: bool = False) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from orderwatch._store import Store  # noqa: PLC0415
-
     path = _state_path(args)
     store = Store.open(path, readonly=True)
     try:
@@ -452,8 +445,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from orderwatch._sandbox import Faults, Sandbox, World  # noqa: PLC0415
-
     faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})
     world = World(
         seed=args.seed, orders=args.orders, open_orders=args.open, arrival_rate=args.arrival_rate
@@ -492,7 +483,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from orderwatch._demo import run_demo  # noqa: PLC0415
+    from orderwatch._demo import run_demo  # noqa: PLC0415 - loads the service: +60 ms, as run
 
     return run_demo(seed=args.seed, metrics_port=args.metrics_port)
 

@@ -38,8 +38,9 @@ from prometheus_client.registry import Collector
 
 from orderwatch._exceptions import OrderwatchError
 from orderwatch._models import FINAL_STATUSES, KNOWN_STATUSES
+from orderwatch._version import __version__
 
-__all__ = ["LIFECYCLE_STATES", "Health", "Metrics", "MetricsServer"]
+__all__ = ["Health", "Metrics", "MetricsServer"]
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the scrape; nothing here reads them
 
@@ -161,8 +162,6 @@ class Metrics:
             buckets=_REQUEST_BUCKETS,
             registry=r,
         )
-        from orderwatch import __version__  # noqa: PLC0415 - the package imports this module
-
         self.build_info = Gauge(
             "orderwatch_build_info", "orderwatch's version; always 1.", ["version"], registry=r
         )

@@ -28,7 +28,7 @@ from orderwatch._detect import (
     events_for,
     settled,
 )
-from orderwatch._exceptions import OrderwatchError
+from orderwatch._exceptions import first_orderwatch_error
 from orderwatch._messages import title_for
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE, OrderPage, is_final
@@ -46,7 +46,7 @@ from orderwatch._store import Store, StoredEvent, Target
 from orderwatch._stuck import StuckRule, stuck_events
 from orderwatch._walk import FetchLog, pages_to_reread
 
-__all__ = ["CycleReport", "Poller"]
+__all__ = ["Poller"]
 
 log = logging.getLogger("orderwatch")
 
@@ -383,7 +383,7 @@ class Poller:
                 for job in jobs:
                     group.start_soon(run, job)
         except BaseExceptionGroup as errors:
-            first = _first_error(errors)
+            first = first_orderwatch_error(errors)
             if first is None:
                 raise
             raise first from None
@@ -615,12 +615,3 @@ class _CycleState:
     log: FetchLog = field(default_factory=FetchLog)  # every list answer, in order of arrival
     unordered: bool = False  # a page was not newest-first: walks cannot be proven
     walk_unproven: bool = False  # a full walk may have missed orders
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> OrderwatchError | None:
-    for error in group.exceptions:
-        if isinstance(error, OrderwatchError):
-            return error
-        if isinstance(error, BaseExceptionGroup) and (found := _first_error(error)):
-            return found
-    return None

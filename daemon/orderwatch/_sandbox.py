@@ -29,7 +29,7 @@ import httpx
 
 from orderwatch._models import PAGE_SIZE
 
-__all__ = ["Change", "Faults", "Reply", "Sandbox", "SandboxApp", "SandboxOrder", "World"]
+__all__ = ["Faults", "Sandbox", "SandboxApp", "World", "WorldChange"]
 
 _NEXT: Final = {
     "Created": ("Payed",),
@@ -62,8 +62,9 @@ class SandboxOrder:
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
-    """One change in the world: ``previous`` is None for a new order."""
+class WorldChange:
+    """One change in the sandbox's world (not a detected :class:`~orderwatch._detect.Change`):
+    ``previous`` is None for a new order."""
 
     order_id: str
     number: int
@@ -86,7 +87,7 @@ class World:
     newest_first: list[SandboxOrder] = field(init=False, default_factory=list)
     by_id: dict[str, SandboxOrder] = field(init=False, default_factory=dict)
     open_ids: list[str] = field(init=False, default_factory=list)
-    history: list[Change] = field(init=False, default_factory=list)
+    history: list[WorldChange] = field(init=False, default_factory=list)
     _next_number: int = field(init=False, default=3000)
 
     def __post_init__(self) -> None:
@@ -121,21 +122,21 @@ class World:
         self.by_id[order.id] = order
         if order.status in _NEXT:
             self.open_ids.append(order.id)
-        self.history.append(Change(order.id, order.number, None, order.status))
+        self.history.append(WorldChange(order.id, order.number, None, order.status))
         return order
 
     def set_status(self, order_id: str, status: str) -> None:
         order = self.by_id[order_id]
         if order.status == status:
             return
-        self.history.append(Change(order.id, order.number, order.status, status))
+        self.history.append(WorldChange(order.id, order.number, order.status, status))
         order.status = status
         if status not in _NEXT and order_id in self.open_ids:
             self.open_ids.remove(order_id)
         elif status in _NEXT and order_id not in self.open_ids:
             self.open_ids.append(order_id)
 
-    def step(self) -> list[Change]:
+    def step(self) -> list[WorldChange]:
         """One tick of the lifecycle; returns what changed."""
         start = len(self.history)
         for order_id in list(self.open_ids):
@@ -425,7 +426,7 @@ class Sandbox(SandboxApp):
         if self._ticker is not None:
             self._ticker.join(timeout=5)
 
-    def step(self, times: int = 1) -> list[Change]:
+    def step(self, times: int = 1) -> list[WorldChange]:
         with self.lock:
             return [change for _ in range(times) for change in self.world.step()]
 

@@ -30,8 +30,8 @@ from orderwatch._exceptions import (
     ApiError,
     ConfigError,
     CredentialsError,
-    OrderwatchError,
     StateError,
+    first_orderwatch_error,
 )
 from orderwatch._logging import redactor
 from orderwatch._metrics import Health, Metrics, MetricsServer
@@ -45,7 +45,7 @@ from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
 from orderwatch._webhooks import WebhookSender
 
-__all__ = ["Service", "ServiceOptions", "run_service"]
+__all__ = ["ServiceOptions", "run_service"]
 
 log = logging.getLogger("orderwatch")
 
@@ -74,21 +74,10 @@ async def run_service(settings: Settings, options: ServiceOptions | None = None)
         await Service(settings, options or ServiceOptions()).run()
     except BaseExceptionGroup as group:
         # A task's OrderwatchError is the one-line story the user needs, not the group.
-        first = _first_orderwatch_error(group)
+        first = first_orderwatch_error(group)
         if first is None:
             raise
         raise first from None
-
-
-def _first_orderwatch_error(group: BaseExceptionGroup[BaseException]) -> OrderwatchError | None:
-    for error in group.exceptions:
-        if isinstance(error, OrderwatchError):
-            return error
-        if isinstance(error, BaseExceptionGroup):
-            found = _first_orderwatch_error(error)
-            if found is not None:
-                return found
-    return None
 
 
 class Service:
