@@ -136,9 +136,12 @@ async def build_parts(
     metrics: Metrics,
     health: Health,
     notifier: SystemdNotifier,
+    on_stop: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[Parts]:
     """Open the state file, the metrics listener and the API client, and wire the courier and
-    the poller to them; on exit everything is closed again, the state file last.
+    the poller to them; on exit everything is closed again, the state file last. ``on_stop`` is
+    called on the way out, once the API client is closed and before the rest is; nothing is
+    called (or logged as stopped) when the state file itself cannot be opened.
 
     Raises :class:`~orderwatch.OrderwatchError` for what the daemon cannot run with (an unusable
     state file, a metrics port in use).
@@ -154,9 +157,11 @@ async def build_parts(
 
     async with AsyncExitStack() as stack:
         store = Store.open(settings.state.path, exclusive=True)
+        stack.callback(log.info, "orderwatch stopped")
         stack.callback(store.close)
         webhooks = WebhookSender()
         stack.push_async_callback(_close_shielded, webhooks)
+        stack.callback(on_stop)
         routing = routing_for(settings, store)
         for name, reason, _ in store.disabled_webhooks().values():
             log.warning("notify: webhook %s stays %s", name, reason)
@@ -246,23 +251,23 @@ class Service:
         api_secrets = (settings.api.client_secret, settings.api.token)
         redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
         self.metrics.lifecycle.state("starting")
-        try:
-            async with build_parts(
-                settings, options, metrics=self.metrics, health=self.health, notifier=self.notifier
-            ) as parts:
-                self.parts = parts
-                try:
-                    async with anyio.create_task_group() as group:
-                        if options.handle_signals:
-                            group.start_soon(self._handle_signals, group.cancel_scope)
-                        group.start_soon(parts.courier.run)
-                        group.start_soon(self._poll_forever, parts)
-                finally:
-                    self.parts = None
-                    self._begin_stopping()  # before anything closes
-        finally:
-            self._begin_stopping()  # also when a part could not be built
-            log.info("orderwatch stopped")
+        async with build_parts(
+            settings,
+            options,
+            metrics=self.metrics,
+            health=self.health,
+            notifier=self.notifier,
+            on_stop=self._begin_stopping,
+        ) as parts:
+            self.parts = parts
+            try:
+                async with anyio.create_task_group() as group:
+                    if options.handle_signals:
+                        group.start_soon(self._handle_signals, group.cancel_scope)
+                    group.start_soon(parts.courier.run)
+                    group.start_soon(self._poll_forever, parts)
+            finally:
+                self.parts = None
 
     # -- the poll loop ----------------------------------------------------------------------
 
