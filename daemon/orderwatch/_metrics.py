@@ -10,7 +10,8 @@ Names are a contract (dashboards and alerts are written against them):
 ``orderwatch_oldest_open_order_age_seconds{status}``,
 ``orderwatch_status_duration_seconds{status}``,
 ``orderwatch_api_request_duration_seconds{endpoint}``, ``orderwatch_poll_cycle_duration_seconds``,
-``orderwatch_poll_requests``, ``orderwatch_build_info{version}``, ``orderwatch_lifecycle``.
+``orderwatch_poll_requests``, ``orderwatch_build_info{version}``, ``orderwatch_lifecycle``,
+``orderwatch_list_rereads_total``.
 No metric carries a per-order label. ``/healthz`` is served beside ``/metrics``.
 """
 
@@ -107,6 +108,11 @@ class Metrics:
         self.malformed_orders = Counter(
             "orderwatch_malformed_orders",
             "Orders in list pages skipped for lack of a usable id, number or status.",
+            registry=r,
+        )
+        self.list_rereads = Counter(
+            "orderwatch_list_rereads",
+            "List pages read again to prove that a walk missed no order (see docs/polling.md).",
             registry=r,
         )
         self.last_successful_poll = Gauge(

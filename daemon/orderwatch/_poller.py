@@ -44,13 +44,17 @@ from orderwatch._routing import plan_delivery
 from orderwatch._sinks import Destination
 from orderwatch._store import Store, StoredEvent, Target
 from orderwatch._stuck import StuckRule, stuck_events
+from orderwatch._walk import FetchLog, pages_to_reread
 
 __all__ = ["CycleReport", "Poller"]
 
 log = logging.getLogger("orderwatch")
 
 _PROGRESS_EVERY = 10.0  # seconds between first-sync progress lines
-_BASELINE_TRIES = 3  # full walks a first sync repeats while some orders are unreadable
+_BASELINE_TRIES = 3  # full walks a first sync makes while some orders are unreadable
+# Rounds of re-reads a walk may take to prove it missed no order; each round is sent after
+# every earlier answer, so one round closes a gap unless a page of orders arrives meanwhile.
+_REREAD_ROUNDS = 20
 
 
 @dataclass(slots=True)
@@ -62,6 +66,7 @@ class CycleReport:
     new_orders: int = 0
     transitions: int = 0
     events: int = 0
+    rereads: int = 0  # list pages read again to prove a walk missed no order (in ``pages``)
     full_walk: bool = False
 
     @property
@@ -172,7 +177,7 @@ class Poller:
         full_walk = baseline or self._store.get_meta("full_walk_requested") == "1"
         total_pages = await self._walk_head(state, report, full_walk=full_walk, baseline=baseline)
         if full_walk and not baseline:
-            self._store.set_meta(full_walk_requested=0)
+            self._store.set_meta(full_walk_requested=int(state.walk_unproven))
         self._settle_arrivals(state)
         await self._refresh_stragglers(state, report, total_pages)
         if self._reconcile is not None and not full_walk:
@@ -193,8 +198,7 @@ class Poller:
         report.full_walk = full_walk
         page_number = 1
         while True:
-            page = await self._api.list_orders(page_number)
-            report.pages += 1
+            page = await self._list(page_number, state, report)
             if baseline and self._newer_than is None and page_number == 1:
                 # Orders above today's newest arrive while the first sync walks: they are news.
                 self._newer_than = max((o.number for o in page.orders), default=0)
@@ -204,7 +208,6 @@ class Poller:
                     "order list is not newest-first on page %d; walking it all", page_number
                 )
                 report.full_walk = True
-            state.fetched.add(page_number)
             (glance,) = self._ingest([(page_number, page)], state, report)
             if progress is not None:
                 progress.update(page_number, page.total_pages, state.learned)
@@ -245,6 +248,8 @@ class Poller:
                 progress.update(numbers[-1], total_pages, state.learned)
             if any(not p.orders for p in pages):
                 break  # past the end of the list
+        if not await self._close_gaps(state, report, None, to_end=True):
+            state.walk_unproven = True
         return total_pages
 
     async def _refresh_stragglers(
@@ -273,13 +278,56 @@ class Poller:
             ]
         )
 
+    async def _list(
+        self, number: int, state: _CycleState, report: CycleReport, *, probe: bool = False
+    ) -> OrderPage:
+        """Read list page ``number``, noting in the cycle's log when it was sent and answered."""
+        sent = state.log.sending()
+        page = await self._api.list_orders(number)
+        report.pages += 1
+        if not page.numbers_decrease:
+            state.unordered = True
+        numbers = (order.number for order in page.orders)
+        state.log.answered(number, numbers, last=number >= page.total_pages, sent=sent, probe=probe)
+        if not probe:
+            state.fetched.add(number)
+        return page
+
+    async def _close_gaps(
+        self, state: _CycleState, report: CycleReport, pages: set[int] | None, *, to_end: bool
+    ) -> bool:
+        """Read pages again until the answers for ``pages`` (all for None) are proven to show
+        every order between their newest and oldest (down to the list's end with ``to_end``);
+        see :mod:`_walk`. False when they could not be proven within the allowed rounds."""
+        if state.unordered:
+            return True  # not newest-first: no order of arrival to reason from; walked whole
+        probed = False
+        for _ in range(_REREAD_ROUNDS):
+            wanted = pages_to_reread(
+                state.log.of_pages(pages), snapshots=state.log.snapshots(), to_end=to_end
+            )
+            if not wanted:
+                return True
+            if len(wanted) > 1 and not probed:
+                # One read of page 1 may prove that nothing arrived: cheaper than the re-reads.
+                probed = True
+                await self._list(1, state, report, probe=True)
+                continue
+            report.rereads += len(wanted)
+            self._metrics.list_rereads.inc(len(wanted))
+            if pages is not None:
+                pages.update(wanted)
+            await self._concurrently([partial(self._fetch_page, n, state, report) for n in wanted])
+        log.warning(
+            "the list changed too fast to prove that a walk missed no order; it is walked again"
+        )
+        return False
+
     async def _fetch_page(self, number: int, state: _CycleState, report: CycleReport) -> OrderPage:
         """Fetch and ingest one of several pages in flight. Pages that land together are
         ingested together, in one transaction (a group commit): after landing, a fetch lets
         the others land theirs, and the first to resume ingests them all."""
-        page = await self._api.list_orders(number)
-        report.pages += 1
-        state.fetched.add(number)
+        page = await self._list(number, state, report)
         state.landed.append((number, page))
         await anyio.lowlevel.checkpoint()
         if state.landed:
@@ -332,8 +380,9 @@ class Poller:
         """A few more pages of the slow full walk (``poll.full_sync_interval``)."""
         assert self._reconcile is not None  # noqa: S101 - checked by the caller
         now = self._clock()
+        first = int(self._store.get_meta("reconcile_cursor") or 1)
         pages, cursor, started = reconcile_pages(
-            int(self._store.get_meta("reconcile_cursor") or 1),
+            first,
             total_pages,
             started=float(self._store.get_meta("reconcile_started") or now),
             now=now,
@@ -341,9 +390,15 @@ class Poller:
             skip=state.fetched,
         )
         await self._concurrently([partial(self._fetch_page, n, state, report) for n in pages])
+        # The slice spans the pages it read and those the cycle had read already.
+        span = set(range(first if first <= total_pages else 1, cursor))
+        if not await self._close_gaps(state, report, span, to_end=False):
+            return  # the slice stays due: the next cycle reads it again
         self._store.set_meta(reconcile_cursor=cursor, reconcile_started=started)
 
     def _finish_first_sync(self, state: _CycleState) -> None:
+        if state.walk_unproven:
+            return  # the walk may have missed orders: the next cycle walks again
         if state.rejected:
             tries = int(self._store.get_meta("baseline_tries") or 0) + 1
             self._store.set_meta(baseline_tries=tries)
@@ -543,6 +598,9 @@ class _CycleState:
     landed: list[tuple[int, OrderPage]] = field(default_factory=list)  # fetched, not ingested
     learned: int = 0
     rejected: int = 0
+    log: FetchLog = field(default_factory=FetchLog)  # every list answer, in order of arrival
+    unordered: bool = False  # a page was not newest-first: walks cannot be proven
+    walk_unproven: bool = False  # a full walk may have missed orders
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> OrderwatchError | None:

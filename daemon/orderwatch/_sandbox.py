@@ -81,6 +81,7 @@ class World:
     arrival_rate: float = 0.5  # mean new orders per step
     move_rate: float = 0.25  # chance an open order moves on in a step
     cancel_rate: float = 0.03  # chance an open order is cancelled in a step
+    number_step: int = 1  # numbers grow by 1 to this many (orders of other accounts between)
     rng: random.Random = field(init=False)
     newest_first: list[SandboxOrder] = field(init=False, default_factory=list)
     by_id: dict[str, SandboxOrder] = field(init=False, default_factory=dict)
@@ -102,7 +103,7 @@ class World:
 
     def _make_order(self) -> SandboxOrder:
         number = self._next_number
-        self._next_number += 1
+        self._next_number += 1 if self.number_step <= 1 else self.rng.randint(1, self.number_step)
         created = _EPOCH + timedelta(minutes=7 * (number - 3000), microseconds=number * 137)
         return SandboxOrder(
             id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
