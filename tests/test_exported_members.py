@@ -35,7 +35,9 @@ def test_every_private_module_declares_what_it_exports() -> None:
 
 
 def test_the_version_has_one_source_that_packaging_reads() -> None:
-    assert importlib.metadata.version("orderwatch") == orderwatch.__version__
+    from orderwatch._version import __version__
+
+    assert importlib.metadata.version("orderwatch") == orderwatch.__version__ == __version__
 
 
 def _uses_by_file() -> dict[Path, set[str]]:

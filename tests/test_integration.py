@@ -286,30 +286,6 @@ def test_status_shows_counts_open_orders_and_the_last_poll(
     )
 
 
-def test_the_demo_shows_notifications_within_a_minute_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    out = tmp_path / "demo.out"
-    with out.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orderwatch", "demo", "--metrics-port", "0"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until(
-            lambda: "📣 Order #" in out.read_text(errors="replace"),
-            timeout=60,
-            what="a notification",
-        )
-        assert "metrics" in out.read_text()
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
-        assert "Traceback" not in out.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def test_the_sandbox_command_serves_the_documented_api(tmp_path: Path) -> None:
     out = tmp_path / "sandbox.out"
     with out.open("wb") as sink:

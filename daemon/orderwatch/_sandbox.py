@@ -1,4 +1,4 @@
-"""A simulated Orders API on loopback, faithful to ``shared/orders-api.md``.
+"""A simulated Orders API on loopback, faithful to ``docs/orders-api.md``.
 
 :class:`World` is the data and its lifecycle, deterministic for a seed: each :meth:`World.step`
 may add new orders at the head, move open orders one step along the documented path
