@@ -9,17 +9,22 @@ unless its status is listed as ``urgent``. A webhook's delivery is due at once.
 Once due, a route's waiting deliveries go as one digest when there are more than
 ``digest_threshold`` of them or any was held for quiet hours; otherwise one message each.
 Webhooks never get a digest.
+
+A transition out of a status an order was reported stuck in (a resolution) also goes to every
+destination that got the stuck alert, whatever its filters: whoever was told of the problem
+is told it is over. A disabled webhook gets nothing.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Final
+from typing import Final, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from orderwatch._detect import EventKind
+from orderwatch._detect import Event, EventKind
 
 __all__ = [
     "Filters",
@@ -27,8 +32,34 @@ __all__ = [
     "RoutePolicy",
     "parse_duration",
     "plan_delivery",
+    "recipients",
     "sends_as_digest",
 ]
+
+class Recipient(Protocol):
+    """What routing needs of a destination: its key and its filters' verdict."""
+
+    @property
+    def key(self) -> str: ...
+
+    def accepts(self, event: Event) -> bool: ...
+
+
+R = TypeVar("R", bound=Recipient)
+
+
+def recipients(
+    event: Event, destinations: Sequence[R], *, disabled: Container[str], alerted: Collection[str]
+) -> list[R]:
+    """Who is told of ``event``: the destinations that accept it and, for a resolution, those
+    among ``alerted`` (the keys that got the order's stuck alert); never a ``disabled`` one."""
+    return [
+        d
+        for d in destinations
+        if d.key not in disabled
+        and (d.accepts(event) or (event.resolves_stuck and d.key in alerted))
+    ]
+
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
