@@ -25,6 +25,7 @@ from unittest import mock
 import anyio
 
 from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._dispatch import Dispatcher
 from orderwatch._exceptions import ApiError
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE
@@ -82,7 +83,7 @@ async def first_sync(
         pages = -(-orders // PAGE_SIZE)
         requests = rereads = 0
         async with OrdersApi(settings, retry=RETRY) as api:
-            poller = Poller(api, store, [HOOK], Metrics(), concurrency=4)
+            poller = Poller(api, store, Dispatcher(store, [HOOK]), Metrics(), concurrency=4)
             if busy:
                 sandbox.faults = Faults(errors=0.1, resets=1 / 30)
                 sandbox.tick_every(every)
@@ -92,7 +93,7 @@ async def first_sync(
                 except ApiError:
                     continue
                 requests, rereads = requests + report.pages, rereads + report.rereads
-                if store.baseline_done:
+                if store.first_sync_done:
                     break
             sandbox.stop_ticking()
             sandbox.faults = Faults()

@@ -74,7 +74,7 @@ def test_changes_are_announced_metrics_served_and_sigterm_exits_cleanly(
     daemon = daemon_factory(config_for(tmp_path, sandbox, receiver)).start()
     scrape_url = metrics_url(daemon)
     wait_until(first_sync_done(daemon), what="the first sync")
-    assert receiver.titles() == []  # the baseline is silent
+    assert receiver.titles() == []  # the first sync is silent
     mark = len(sandbox.world.history)
     sandbox.step(4)  # atomically: the daemon can only see each order's net change
     expected = Counter(net_titles(sandbox.world.history[mark:]))

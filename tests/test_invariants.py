@@ -47,8 +47,8 @@ def test_duplicates_with_two_ids_are_caught_but_a_redelivered_id_is_not() -> Non
     )
 
 
-def test_a_baseline_order_announced_as_new_is_caught() -> None:
+def test_an_order_of_the_first_sync_announced_as_new_is_caught() -> None:
     wrong = [Delivered("e1", "order.created", 2, None, "Payed")]
-    assert "#2: announced as new but existed at the baseline" in violations(
+    assert "#2: announced as new but existed at the first sync" in violations(
         INITIAL, HISTORY, NOW, wrong, complete=False
     )

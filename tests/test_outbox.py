@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from orderwatch._detect import NewOrder, Transition, events_for
+from orderwatch._dispatch import DisabledWebhooks
 from orderwatch._messages import MessageTemplates
 from orderwatch._metrics import Metrics
 from orderwatch._models import Order
@@ -333,7 +334,7 @@ async def test_a_webhook_answering_410_is_disabled_and_its_queue_dead_lettered(
     seed(store, [1, 2, 3], clock.now, [Target("erp", "w", clock.now)])
     async with delivering(courier):
         await until(lambda: store.queue_counts()["dead"] == 3, "the queue dead-lettered")
-    assert "w" in courier.disabled
+    assert "w" in DisabledWebhooks(store)
     assert store.queue_counts() == {"pending": 0, "dead": 3}
     [(name, reason, _)] = store.disabled_webhooks().values()
     assert (name, reason) == ("erp", "disabled: the receiver answered 410 Gone")

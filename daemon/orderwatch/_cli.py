@@ -419,7 +419,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         last = store.get_meta("last_successful_poll")
         print(f"state: {path}")
         print(f"last successful poll: {_when(float(last) if last else None)}")
-        if store.baseline_done:
+        if store.first_sync_done:
             print("first sync: done")
         else:
             page, pages = store.get_meta("sync_page"), store.get_meta("sync_total_pages")

@@ -28,6 +28,7 @@ from typing import Final
 
 import anyio
 
+from orderwatch._dispatch import DisabledWebhooks
 from orderwatch._metrics import Metrics
 from orderwatch._ratelimit import RateLimiter
 from orderwatch._routing import sends_as_digest
@@ -89,14 +90,14 @@ class Courier:
         sender: SendApprise = send,
         webhooks: WebhookSender | None = None,
         rng: random.Random | None = None,
-        disabled: set[str] | None = None,
+        disabled: DisabledWebhooks | None = None,
     ) -> None:
         self._store, self._metrics = store, metrics
         self._destinations = {d.key: d for d in destinations}
         self._clock, self._sleep, self._send = clock, sleep, sender
         self._webhooks = webhooks
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self.disabled = disabled if disabled is not None else set()
+        self._disabled = disabled if disabled is not None else DisabledWebhooks(store)
         self._wake = anyio.Event()
         self._failing: set[str] = set()
         self._pace: dict[str, RateLimiter] = {}
@@ -141,7 +142,7 @@ class Courier:
 
     async def _deliver_queue(self, key: str, queue: list[Delivery], now: float) -> None:
         destination = self._destinations.get(key)
-        if destination is None or key in self.disabled:
+        if destination is None or key in self._disabled:
             reason = "destination no longer configured" if destination is None else "disabled"
             self._dead(queue, reason, now)
             log.warning(
@@ -205,8 +206,7 @@ class Courier:
         error = outcome.error or "failed"
         self._metrics.notifications.labels(route=route, outcome="failed").inc(len(batch))
         if outcome.gone:
-            self.disabled.add(destination.key)
-            killed = self._store.disable_webhook(
+            killed = self._disabled.disable(
                 destination.key, route, "disabled: the receiver answered 410 Gone", now=now
             )
             self._metrics.notifications.labels(route=route, outcome="dead").inc(killed)

@@ -21,15 +21,14 @@ import anyio.lowlevel
 from orderwatch._client import OrdersApi
 from orderwatch._detect import (
     Change,
-    Event,
     NewOrder,
     Transition,
     detect_changes,
     events_for,
     settled,
 )
+from orderwatch._dispatch import Dispatcher
 from orderwatch._exceptions import first_orderwatch_error
-from orderwatch._messages import title_for
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE, OrderPage, is_final
 from orderwatch._planner import (
@@ -40,10 +39,7 @@ from orderwatch._planner import (
     plan_refresh,
     reconcile_pages,
 )
-from orderwatch._routing import plan_delivery
-from orderwatch._sinks import Destination
-from orderwatch._store import Store, StoredEvent, Target
-from orderwatch._stuck import StuckRule, stuck_events
+from orderwatch._store import Store, StoredEvent
 from orderwatch._walk import FetchLog, pages_to_reread
 
 __all__ = ["Poller"]
@@ -51,7 +47,7 @@ __all__ = ["Poller"]
 log = logging.getLogger("orderwatch")
 
 _PROGRESS_EVERY = 10.0  # seconds between first-sync progress lines
-_BASELINE_TRIES = 3  # full walks a first sync makes while some orders are unreadable
+_FIRST_SYNC_WALKS = 3  # full walks a first sync makes while some orders are unreadable
 # Rounds of re-reads a walk may take to prove it missed no order; each round is sent after
 # every earlier answer, so one round closes a gap unless a page of orders arrives meanwhile.
 _REREAD_ROUNDS = 20
@@ -113,49 +109,35 @@ class Poller:
         self,
         api: OrdersApi,
         store: Store,
-        destinations: Sequence[Destination],
+        dispatch: Dispatcher,
         metrics: Metrics,
         *,
         announce_initial: bool = False,
         clock: Callable[[], float] = time.time,
-        on_committed: Callable[[list[StoredEvent]], None] = lambda _: None,
         on_page: Callable[[], None] = lambda: None,
-        stuck_rules: Sequence[StuckRule] = (),
-        disabled: set[str] | None = None,
         concurrency: int = 1,
         reconcile: float | None = None,
     ) -> None:
-        """``concurrency``: independent requests in flight at once (inside the rate budget).
-        ``reconcile``: the period in which to re-read the whole list, a few pages a cycle."""
+        """``dispatch`` decides who is told of what the cycles detect. ``concurrency``:
+        independent requests in flight at once (inside the rate budget). ``reconcile``: the
+        period in which to re-read the whole list, a few pages a cycle."""
         self._api, self._store, self._metrics = api, store, metrics
-        self._destinations = list(destinations)
+        self._dispatch = dispatch
         self._announce_initial = announce_initial
         self._clock = clock
-        self._on_committed = on_committed
         self._on_page = on_page
-        self._stuck_rules = list(stuck_rules)
-        self._disabled = disabled if disabled is not None else set()
         self._concurrency = concurrency
         self._reconcile = reconcile
         # Changes seen in the first cycle after a restart may span the time nobody watched.
-        self._after_gap = store.baseline_done
+        self._after_gap = store.first_sync_done
         self._newer_than: int | None = None
         self._counts: Counter[str] = Counter(store.status_counts())
         self._unknown_to_api: set[str] = set()
         metrics.set_order_counts(self._counts)
 
-    def configure(
-        self,
-        destinations: Sequence[Destination],
-        *,
-        announce_initial: bool,
-        stuck_rules: Sequence[StuckRule] = (),
-        reconcile: float | None = None,
-    ) -> None:
-        """Route future events to ``destinations`` (a reload); committed ones keep theirs."""
-        self._destinations = list(destinations)
+    def configure(self, *, announce_initial: bool, reconcile: float | None = None) -> None:
+        """Apply a reloaded configuration."""
         self._announce_initial = announce_initial
-        self._stuck_rules = list(stuck_rules)
         self._reconcile = reconcile
 
     @property
@@ -165,41 +147,44 @@ class Poller:
     async def cycle(self) -> CycleReport:
         """Run one cycle. Raises :class:`~orderwatch.ApiError` if it could not finish."""
         report = CycleReport()
-        baseline = not self._store.baseline_done
-        head = self._store.get_meta("baseline_head") if baseline else None
+        first_sync = not self._store.first_sync_done
+        # Meta keys keep the names older state files have ("baseline_*" is the first sync).
+        head = self._store.get_meta("baseline_head") if first_sync else None
         self._newer_than = None if head is None else int(head)
         state = _CycleState(
             open_anchors=self._store.open_anchors(),
             arrivals=0 if not any(self._counts.values()) else None,
             previous_arrivals=self._store.arrivals,
-            announce_new=self._announce_initial or not baseline,
+            announce_new=self._announce_initial or not first_sync,
         )
-        full_walk = baseline or self._store.get_meta("full_walk_requested") == "1"
-        total_pages = await self._walk_head(state, report, full_walk=full_walk, baseline=baseline)
-        if full_walk and not baseline:
+        full_walk = first_sync or self._store.get_meta("full_walk_requested") == "1"
+        total_pages = await self._walk_head(
+            state, report, full_walk=full_walk, first_sync=first_sync
+        )
+        if full_walk and not first_sync:
             self._store.set_meta(full_walk_requested=int(state.walk_unproven))
         self._settle_arrivals(state)
         await self._refresh_stragglers(state, report, total_pages)
         if self._reconcile is not None and not full_walk:
             await self._reconcile_slice(state, report, total_pages)
-        if self._stuck_rules and not baseline:
-            self._alert_stuck(report)
-        if baseline:
+        if not first_sync:
+            report.events += self._dispatch.remind_stuck(self._clock())
+        if first_sync:
             self._finish_first_sync(state)
         self._after_gap = False
         self._store.set_meta(last_successful_poll=self._clock())
         return report
 
     async def _walk_head(
-        self, state: _CycleState, report: CycleReport, *, full_walk: bool, baseline: bool
+        self, state: _CycleState, report: CycleReport, *, full_walk: bool, first_sync: bool
     ) -> int:
         """Pages from 1 while they hold unseen orders (all of them in a full walk)."""
-        progress = _Progress(self._store, self._clock) if baseline else None
+        progress = _Progress(self._store, self._clock) if first_sync else None
         report.full_walk = full_walk
         page_number = 1
         while True:
             page = await self._list(page_number, state, report)
-            if baseline and self._newer_than is None and page_number == 1:
+            if first_sync and self._newer_than is None and page_number == 1:
                 # Orders above today's newest arrive while the first sync walks: they are news.
                 self._newer_than = max((o.number for o in page.orders), default=0)
                 self._store.set_meta(baseline_head=self._newer_than)
@@ -416,7 +401,7 @@ class Poller:
         if state.rejected:
             tries = int(self._store.get_meta("baseline_tries") or 0) + 1
             self._store.set_meta(baseline_tries=tries)
-            if tries < _BASELINE_TRIES:
+            if tries < _FIRST_SYNC_WALKS:
                 # An unreadable order learned later would be announced as new: walk again.
                 log.warning(
                     "first sync: %d orders could not be read; walking the list again",
@@ -530,7 +515,7 @@ class Poller:
             now=now,
             newer_than=self._newer_than,
         )
-        plan = [(event, self._targets(event, now)) for event in events]
+        plan = self._dispatch.plan(events, now)
         stored = self._store.record(anchors, changes, plan, anchors_before=anchors_before, now=now)
         return _Committed(changes, stored, now)
 
@@ -546,7 +531,8 @@ class Poller:
                     self._counts[change.previous_status] -= 1
                     self._counts[change.order.status] += 1
                     self._measure(change, item.at)
-            self._announced(item.stored, report)
+            report.events += len(item.stored)
+            self._dispatch.announce(item.stored)
         if any(item.changes for item in committed):
             self._metrics.set_order_counts(self._counts)
 
@@ -558,37 +544,6 @@ class Poller:
             self._metrics.status_duration.labels(status=change.previous_status).observe(
                 now - change.previous.status_since
             )
-
-    def _announced(self, stored: list[StoredEvent], report: CycleReport) -> None:
-        for item in stored:
-            log.info("%s", title_for(item.event))
-        report.events += len(stored)
-        if stored:
-            self._on_committed(stored)
-
-    def _targets(self, event: Event, now: float) -> list[Target]:
-        """Where ``event`` goes: every destination that accepts it and, for a transition out of
-        a status it was reported stuck in, every destination that got that stuck alert."""
-        chosen = [d for d in self._destinations if d.key not in self._disabled and d.accepts(event)]
-        if event.resolves_stuck:
-            alerted = {key for _, key in self._store.stuck_recipients(event.order.id)}
-            chosen += [
-                d
-                for d in self._destinations
-                if d.key in alerted and d not in chosen and d.key not in self._disabled
-            ]
-        targets = []
-        for destination in chosen:
-            plan = plan_delivery(destination.policy, event.order.status, now)
-            targets.append(Target(destination.route, destination.key, plan.due_at, plan.held))
-        return targets
-
-    def _alert_stuck(self, report: CycleReport) -> None:
-        now = self._clock()
-        events = stuck_events(self._store.open_orders(), self._stuck_rules, now)
-        if events:
-            plan = [(event, self._targets(event, now)) for event in events]
-            self._announced(self._store.record({}, [], plan, anchors_before={}, now=now), report)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ __all__ = [
     "sends_as_digest",
 ]
 
+
 class Recipient(Protocol):
     """What routing needs of a destination: its key and its filters' verdict."""
 

@@ -30,6 +30,7 @@ import httpx
 import stamina.instrumentation
 
 from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._dispatch import DisabledWebhooks, Dispatcher
 from orderwatch._exceptions import (
     ApiError,
     ConfigError,
@@ -96,25 +97,19 @@ class Parts:
     api: OrdersApi
     webhooks: WebhookSender
     courier: Courier
+    disabled: DisabledWebhooks
+    dispatch: Dispatcher
     poller: Poller
     metrics_server: MetricsServer | None
 
 
-@dataclass(frozen=True, slots=True)
-class Routing:
-    """The destinations a configuration names, and which of its webhooks stay disabled."""
-
-    destinations: list[Destination]
-    disabled: set[str]
-
-
-def routing_for(settings: Settings, store: Store) -> Routing:
+def destinations_of(settings: Settings, disabled: DisabledWebhooks) -> list[Destination]:
     """The destinations of ``settings``; their credentials join the log redactor, and a webhook
     disabled (410 Gone) stays so only while its configuration is unchanged."""
     destinations = destinations_for(settings.notify)
     redactor.add(*secrets_in(destinations))
-    store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
-    return Routing(destinations, set(store.disabled_webhooks()))
+    disabled.keep_only([d.key for d in destinations if d.kind == "webhook"])
+    return destinations
 
 
 @asynccontextmanager
@@ -151,7 +146,8 @@ async def build_parts(
         webhooks = WebhookSender()
         stack.push_async_callback(_close_shielded, webhooks)
         stack.callback(on_stop)
-        routing = routing_for(settings, store)
+        disabled = DisabledWebhooks(store)
+        destinations = destinations_of(settings, disabled)
         for name, reason, _ in store.disabled_webhooks().values():
             log.warning("notify: webhook %s stays %s", name, reason)
         server = None
@@ -173,30 +169,32 @@ async def build_parts(
                 on_malformed=lambda e: metrics.malformed_responses.labels(endpoint=e).inc(),
             )
         )
-        courier = Courier(
-            store, routing.destinations, metrics, webhooks=webhooks, disabled=routing.disabled
+        courier = Courier(store, destinations, metrics, webhooks=webhooks, disabled=disabled)
+        dispatch = Dispatcher(
+            store,
+            destinations,
+            disabled=disabled,
+            stuck_rules=stuck_rules(settings),
+            on_committed=lambda _: courier.wake(),
         )
         poller = Poller(
             api,
             store,
-            routing.destinations,
+            dispatch,
             metrics,
             announce_initial=settings.notify.initial,
-            on_committed=lambda _: courier.wake(),
             on_page=on_page,
-            stuck_rules=stuck_rules(settings),
             concurrency=settings.api.concurrency,
             reconcile=settings.poll.full_sync_interval,
-            disabled=routing.disabled,
         )
         log.info(
             "orderwatch started: watching %s every %gs, %d destinations, state %s",
             settings.api.base_url,
             settings.poll.interval,
-            len(routing.destinations),
+            len(destinations),
             settings.state.path,
         )
-        yield Parts(store, api, webhooks, courier, poller, server)
+        yield Parts(store, api, webhooks, courier, disabled, dispatch, poller, server)
 
 
 async def _close_shielded(webhooks: WebhookSender) -> None:
@@ -267,7 +265,7 @@ class Service:
         while True:
             started = anyio.current_time()
             requests_before = api.requests_made
-            self.metrics.lifecycle.state("running" if store.baseline_done else "syncing")
+            self.metrics.lifecycle.state("running" if store.first_sync_done else "syncing")
             outcome, changed = "ok", False
             try:
                 report = await poller.cycle()
@@ -388,15 +386,12 @@ class Service:
                 log.error("reload rejected: %s", problem)  # noqa: TRY400 - no traceback wanted
             log.error("reload rejected: the running configuration stays")  # noqa: TRY400
         else:
-            routing = routing_for(new, parts.store)
-            parts.courier.disabled.intersection_update(routing.disabled)
+            destinations = destinations_of(new, parts.disabled)
+            parts.dispatch.configure(destinations, stuck_rules(new))
             parts.poller.configure(
-                routing.destinations,
-                announce_initial=new.notify.initial,
-                stuck_rules=stuck_rules(new),
-                reconcile=new.poll.full_sync_interval,
+                announce_initial=new.notify.initial, reconcile=new.poll.full_sync_interval
             )
-            parts.courier.configure(routing.destinations)
+            parts.courier.configure(destinations)
             parts.courier.wake()
             self.health.interval = new.poll.interval
             stale = [n for n in _RESTART_SECTIONS if getattr(new, n) != getattr(self.settings, n)]
@@ -407,7 +402,7 @@ class Service:
                 "configuration reloaded: %d routes, %d webhooks, %d destinations, every %gs",
                 len(new.notify.routes),
                 len(new.notify.webhooks),
-                len(routing.destinations),
+                len(destinations),
                 new.poll.interval,
             )
             if stale:
