@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orderwatch._console import Console
+from orderwatch._dispatch import Dispatcher
 from orderwatch._settings import Settings
 from orderwatch._sinks import Destination
 from orderwatch._store import Store
@@ -39,6 +40,10 @@ DESTINATIONS = [
 ]
 
 
+def console(store: Store, config: Settings, clock: Clock) -> Console:
+    return Console(store, config, DESTINATIONS, Dispatcher(store, DESTINATIONS), clock=clock)
+
+
 def notices(store: Store) -> list[tuple[str, str, str]]:
     return [
         (d.route, d.stored.event.note.case, d.stored.event.kind)
@@ -52,15 +57,15 @@ def test_an_api_outage_is_announced_once_to_every_route_even_across_a_restart(
 ) -> None:
     clock = Clock(1_767_600_000.0)
     store = Store.open(tmp_path / "s.db")
-    console = Console(store, settings(), DESTINATIONS, clock=clock)
+    watcher = console(store, settings(), clock)
     for _ in range(20):  # 20 failed polls, 30 s apart: 10 minutes blind
-        console.poll_outcome("the Orders API answers with errors: HTTP 503")
+        watcher.poll_outcome("the Orders API answers with errors: HTTP 503")
         clock.now += 30
     assert sorted(notices(store)) == [
         ("chat", "api_unreachable", "watcher"),
         ("ops", "api_unreachable", "watcher"),
     ]
-    restarted = Console(store, settings(), DESTINATIONS, clock=clock)
+    restarted = console(store, settings(), clock)
     restarted.poll_outcome("the Orders API answers with errors: HTTP 503")
     restarted.poll_outcome(None)
     cases = sorted(case for _, case, _ in notices(store))
@@ -71,10 +76,10 @@ def test_an_api_outage_is_announced_once_to_every_route_even_across_a_restart(
 def test_a_failing_destination_is_reported_to_the_others_only(tmp_path: Path) -> None:
     clock = Clock(1_767_600_000.0)
     store = Store.open(tmp_path / "s.db")
-    console = Console(store, settings(watcher_after="1m"), DESTINATIONS, clock=clock)
-    console.delivery_outcome(DESTINATIONS[0], "HTTP 500")
+    watcher = console(store, settings(watcher_after="1m"), clock)
+    watcher.delivery_outcome(DESTINATIONS[0], "HTTP 500")
     clock.now += 61
-    console.tick()
+    watcher.tick()
     assert notices(store) == [("chat", "destination_failing", "watcher")]
     store.close()
 
@@ -86,11 +91,11 @@ def test_a_summary_is_committed_once_per_period_across_restarts(tmp_path: Path) 
         summaries=[{"route": "ops", "every": "day", "at": "09:00", "timezone": "Europe/Moscow"}]
     )
     store = Store.open(tmp_path / "s.db")
-    Console(store, config, DESTINATIONS, clock=clock).tick()  # first start: the clock starts
+    console(store, config, clock).tick()  # first start: the clock starts
     assert notices(store) == []
     clock.now += 2 * 3600  # 10:00: stopped across 09:00, then started again
     for _ in range(3):
-        Console(store, config, DESTINATIONS, clock=clock).tick()
+        console(store, config, clock).tick()
     assert notices(store) == [("ops", "summary", "summary")]
     [delivery] = store.pending_deliveries()
     assert delivery.stored.event.note is not None

@@ -3,8 +3,8 @@
 The I/O shell around the pure :mod:`_watcher`, :mod:`_summary` and :mod:`_silences`:
 
 - :class:`Console` turns poll and delivery outcomes into watcher notices and due summaries into
-  summary events, commits them with their deliveries (so they are sent, retried and silenced
-  like any event) and keeps the watcher's state in the state file.
+  summary events, has dispatch plan their deliveries, commits them (so they are sent, retried
+  and silenced like any event) and keeps the watcher's state in the state file.
 - :func:`build_summary` reads a period from the state.
 - :class:`StateDesk` is what the ack page reads and writes, through its own connection (the
   page is served from another thread).
@@ -20,16 +20,23 @@ from pathlib import Path
 
 from orderwatch._acklink import AckToken
 from orderwatch._detect import Event, Note
-from orderwatch._routing import plan_delivery
+from orderwatch._dispatch import Dispatcher
+from orderwatch._messages import title_for
 from orderwatch._settings import Settings, SummarySettings
 from orderwatch._silences import Ack, active_ack
 from orderwatch._sinks import Destination
-from orderwatch._store import Store, Target
+from orderwatch._store import Store
 from orderwatch._summary import StuckOrder, Summary, SummaryTemplates, due_period, summarize
-from orderwatch._watcher import API, Notice, WatcherState, notice_text
+from orderwatch._watcher import Notice, WatcherState, notice_event
 from orderwatch._web import EpisodeView
 
-__all__ = ["Console", "StateDesk", "build_summary", "summary_key", "summary_templates"]
+__all__ = [
+    "Console",
+    "StateDesk",
+    "build_summary",
+    "summary_event",
+    "summary_key",
+]
 
 log = logging.getLogger("orderwatch")
 
@@ -74,28 +81,42 @@ def summary_templates(settings: Settings, summary: SummarySettings) -> SummaryTe
     )
 
 
+def summary_event(
+    settings: Settings, summary: SummarySettings, content: Summary, now: float
+) -> Event:
+    """The ``summary`` event, made ``now``, that sends ``content`` to ``summary``'s route, in
+    the route's words."""
+    title, body = summary_templates(settings, summary).render(content)
+    data: dict[str, object] = {"route": summary.route, "start": content.start, "end": content.end}
+    return Event.about("summary", Note("summary", title, body, data, summary.route), now)
+
+
 class Console:
-    """Watcher notices and summaries, committed as events. Runs in the daemon's event loop."""
+    """Watcher notices and summaries, committed as events. Runs in the daemon's event loop.
+
+    ``dispatch`` decides who is told (:func:`_routing.recipients`: a summary goes to its route,
+    a failing destination's notice to the others) and wakes the courier; ``on_blind`` is called
+    when an API outage is announced (the changes found after it are changes across a gap)."""
 
     def __init__(
         self,
         store: Store,
         settings: Settings,
         destinations: Sequence[Destination],
+        dispatch: Dispatcher,
         *,
-        on_committed: Callable[[], None] = lambda: None,
         on_blind: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store, self._clock = store, clock
-        self._on_committed, self._on_blind = on_committed, on_blind
+        self._store, self._dispatch, self._clock = store, dispatch, clock
+        self._on_blind = on_blind
         self._state = WatcherState.from_json(store.get_meta(_WATCHER_META))
         self.configure(settings, destinations)
 
     def configure(self, settings: Settings, destinations: Sequence[Destination]) -> None:
-        """Use these settings and destinations from now on (start, reload)."""
+        """Use these settings from now on (start, reload); outages of destinations no longer
+        configured are forgotten."""
         self._settings = settings
-        self._destinations = list(destinations)
         self._update(self._state.forget_except({d.key for d in destinations}), [])
 
     # -- the watcher ------------------------------------------------------------------------
@@ -125,55 +146,28 @@ class Console:
     def _update(self, state: WatcherState, notices: list[Notice]) -> None:
         changed = state != self._state
         self._state = state
-        if notices:
-            now = self._clock()
-            plan = [
-                (event, targets)
-                for notice in notices
-                for event in [self._notice_event(notice, now)]
-                if (targets := self._notice_targets(notice, event, now))
-            ]
-            for notice in notices:
-                log.log(
-                    logging.INFO if notice.case.endswith("recovered") else logging.WARNING,
-                    "watcher: %s: %s",
-                    notice.case,
-                    notice_text(notice)[0],
-                )
-                if notice.case == "api_unreachable":
-                    self._on_blind()
-            self._store.set_meta(**{_WATCHER_META: state.to_json()})
-            if plan:
-                self._store.announce(plan)
-                self._on_committed()
-        elif changed:
-            self._store.set_meta(**{_WATCHER_META: state.to_json()})
-
-    def _notice_event(self, notice: Notice, now: float) -> Event:
-        title, body = notice_text(notice)
-        data: dict[str, object] = {
-            "case": notice.case,
-            "since": notice.since,
-            "seconds": notice.blind_for,
-            "reason": notice.reason,
-        }
-        if notice.subject != API:
-            data["destination"] = notice.name
-        return Event.about("watcher", Note(notice.case, title, body, data), now)
-
-    def _notice_targets(self, notice: Notice, event: Event, now: float) -> list[Target]:
-        """Every destination that takes watcher notices; a destination's own notices go to
-        every *other* route and webhook."""
-        return [
-            self._target(d, now)
-            for d in self._destinations
-            if d.accepts(event) and (notice.subject == API or d.route != notice.name)
+        if not notices:
+            if changed:
+                self._store.set_meta(**{_WATCHER_META: state.to_json()})
+            return
+        now = self._clock()
+        for notice in notices:
+            log.log(
+                logging.INFO if notice.case.endswith("recovered") else logging.WARNING,
+                "watcher: %s%s",
+                notice.case,
+                f" ({notice.name})" if notice.name else "",
+            )
+            if notice.case == "api_unreachable":
+                self._on_blind()
+        plan = [
+            (event, targets)
+            for event, targets in self._dispatch.plan([notice_event(n) for n in notices], now)
+            if targets
         ]
-
-    @staticmethod
-    def _target(destination: Destination, now: float) -> Target:
-        plan = plan_delivery(destination.policy, "", now)
-        return Target(destination.route, destination.key, plan.due_at, plan.held)
+        # The notices and the state that they were sent commit at once: none is sent twice.
+        stored = self._store.record_notes(plan, meta={_WATCHER_META: state.to_json()})
+        self._dispatch.announce(stored)
 
     # -- summaries --------------------------------------------------------------------------
 
@@ -189,13 +183,11 @@ class Console:
             return
         start, end = period
         content = build_summary(self._store, start, end, now)
-        title, body = summary_templates(self._settings, summary).render(content)
-        data: dict[str, object] = {"route": summary.route, "start": start, "end": end}
-        event = Event.about("summary", Note("summary", title, body, data), now)
-        targets = [self._target(d, now) for d in self._destinations if d.route == summary.route]
-        self._store.record_summary(key, end, [(event, targets)] if targets else [])
-        log.info("summary for %s: %s", summary.route, title)
-        self._on_committed()
+        event = summary_event(self._settings, summary, content, now)
+        plan = [(e, targets) for e, targets in self._dispatch.plan([event], now) if targets]
+        stored = self._store.record_summary(key, end, plan)
+        log.info("summary for %s: %s", summary.route, title_for(event))
+        self._dispatch.announce(stored)
 
 
 class StateDesk:

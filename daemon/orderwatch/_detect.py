@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from orderwatch._models import Order
 
 __all__ = [
-    "NO_ORDER",
+    "EVENT_KINDS",
+    "NO_ORDER_KINDS",
     "Change",
     "Event",
     "EventKind",
@@ -31,9 +32,11 @@ __all__ = [
     "settled",
 ]
 
+# The one list of event kinds. "watcher" (the watcher's own notices) and "summary" (a route's
+# summary) concern no one order: they carry a Note instead, and their ``order`` is NO_ORDER.
 EventKind = Literal["created", "status_changed", "stuck", "watcher", "summary"]
-# "watcher" (the watcher's own notices) and "summary" (a route's summary) concern no one order:
-# they carry a Note instead, and their ``order`` is NO_ORDER.
+EVENT_KINDS: Final[tuple[EventKind, ...]] = get_args(EventKind)
+NO_ORDER_KINDS: Final[frozenset[EventKind]] = frozenset({"watcher", "summary"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +82,14 @@ Change = NewOrder | Transition
 class Note:
     """The message of an event that concerns no order: a watcher notice (``case`` is one of
     ``_watcher.WATCHER_CASES``) or a summary (``case`` is ``"summary"``); ``data`` is what a
-    webhook receives beside it."""
+    webhook receives beside it. ``about`` is the route (or webhook) it concerns: a summary's
+    own route, or the one a ``destination_*`` notice is about."""
 
     case: str
     title: str
     body: str
     data: dict[str, object] = field(default_factory=dict)
+    about: str | None = None
 
 
 NO_ORDER: Final = Order(id="", number=0, status="")

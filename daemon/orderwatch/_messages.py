@@ -24,14 +24,12 @@ from orderwatch._detect import Event
 from orderwatch._models import Order
 
 __all__ = [
-    "DIGEST_LISTED",
     "MessageTemplates",
     "digest_text",
     "format_duration",
     "render",
     "render_problem",
     "sample_events",
-    "template_context",
     "template_environment",
     "template_problem",
     "title_for",
@@ -62,6 +60,8 @@ def _stuck_for(event: Event) -> float | None:
 
 
 def title_for(event: Event) -> str:
+    if event.note is not None:  # a watcher notice or a summary: its text is made already
+        return event.note.title
     number = event.order.number
     if event.kind == "created":
         return f"Order #{number}: new order ({event.order.status})"
@@ -86,6 +86,8 @@ def _created(value: str | None) -> str:
 
 def render(event: Event) -> tuple[str, str]:
     """The ``(title, body)`` of the default message for ``event``."""
+    if event.note is not None:
+        return event.note.title, event.note.body
     order = event.order
     lines = [
         f"Participant: {order.participant_login or 'unknown'}",

@@ -34,27 +34,20 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from orderwatch._apprise import apprise_problem
+from orderwatch._detect import EventKind
 from orderwatch._exceptions import ConfigError
 from orderwatch._messages import template_problem
 from orderwatch._models import KNOWN_STATUSES, canonical_status
 from orderwatch._routing import QuietHours, parse_duration
-from orderwatch._sinks import apprise_problem
 from orderwatch._summary import SummarySchedule, summary_template_problem
 
 __all__ = [
-    "CREDENTIAL_PREFIX",
-    "AlertsSettings",
     "ApiSettings",
-    "LogSettings",
-    "MetricsSettings",
     "NotifySettings",
-    "PollSettings",
     "RouteSettings",
     "Settings",
-    "StateSettings",
-    "StuckSettings",
     "SummarySettings",
-    "WebSettings",
     "WebhookSettings",
     "config_path",
     "default_state_path",
@@ -240,13 +233,21 @@ Status = Annotated[str, AfterValidator(_known_status)]
 AppriseUrl = Annotated[str, BeforeValidator(_credential), AfterValidator(_apprise_url)]
 
 
-EventType = Literal["created", "status_changed", "stuck", "watcher"]
-
-
 class _Filters(_Section):
     statuses: list[Status] | None = None
     from_statuses: list[Status] | None = None
-    events: list[EventType] | None = None
+    events: list[EventKind] | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _not_summary(cls, kinds: list[EventKind] | None) -> list[EventKind] | None:
+        if kinds is not None and "summary" in kinds:
+            raise PydanticCustomError(
+                "events",
+                "a summary goes to the route [[notify.summaries]] names, whatever its filters: "
+                "leave it out of events",
+            )
+        return kinds
 
 
 class RouteSettings(_Filters):

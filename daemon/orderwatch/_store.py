@@ -28,12 +28,13 @@ from typing import Any, Final
 
 from orderwatch._detect import Change, Event, KnownOrder, NewOrder, Note
 from orderwatch._exceptions import StateError
-from orderwatch._models import Order, is_final
+from orderwatch._models import FINAL_STATUSES, Order, is_final
 from orderwatch._silences import Ack, Silence
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Delivery", "Store", "StoredEvent", "Target"]
 
 SCHEMA_VERSION: Final = 3
+_FINAL_IN_SQL: Final = ", ".join(f"'{status}'" for status in sorted(FINAL_STATUSES))
 
 # One script per schema version; a file at version N runs scripts N+1 … SCHEMA_VERSION in one
 # transaction. Never edit a released script: add the next one.
@@ -160,10 +161,11 @@ CREATE TABLE summaries_sent (
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where and when one event is to be delivered."""
+    """Where and when one event is to be delivered. ``destination_key`` is the destination's
+    ``key`` (a hash, never its URL); the tables call it ``destination``."""
 
     route: str
-    destination: str
+    destination_key: str
     due_at: float
     held: bool = False
 
@@ -183,7 +185,7 @@ class Delivery:
 
     stored: StoredEvent
     route: str
-    destination: str
+    destination_key: str
     attempts: int
     next_attempt_at: float
     held: bool = False
@@ -240,14 +242,22 @@ def _note(text: str | None) -> Note | None:
     if not text:
         return None
     data = json.loads(text)
-    return Note(data["case"], data["title"], data["body"], data.get("data") or {})
+    return Note(
+        data["case"], data["title"], data["body"], data.get("data") or {}, data.get("about")
+    )
 
 
 def _note_json(note: Note | None) -> str | None:
     if note is None:
         return None
     return json.dumps(
-        {"case": note.case, "title": note.title, "body": note.body, "data": note.data},
+        {
+            "case": note.case,
+            "title": note.title,
+            "body": note.body,
+            "data": note.data,
+            "about": note.about,
+        },
         ensure_ascii=False,
     )
 
@@ -272,7 +282,7 @@ def _delivery(row: sqlite3.Row) -> Delivery:
     return Delivery(
         stored=StoredEvent(seq=row["seq"], id=row["id"], event=_event(row)),
         route=row["route"],
-        destination=row["destination"],
+        destination_key=row["destination"],
         attempts=row["attempts"],
         next_attempt_at=row["next_attempt_at"],
         held=bool(row["held"]),
@@ -443,7 +453,7 @@ class Store:
             "events of orders that do not exist": "SELECT count(*) FROM events "
             "WHERE order_id != '' AND order_id NOT IN (SELECT id FROM orders)",
             "orders whose final flag disagrees with their status": "SELECT count(*) FROM orders "
-            "WHERE is_final != (status IN ('Delivered', 'Cancelled'))",
+            f"WHERE is_final != (status IN ({_FINAL_IN_SQL}))",
             "sent or dead deliveries without a completion time": "SELECT count(*) FROM "
             "deliveries WHERE state != 'pending' AND done_at IS NULL",
         }
@@ -573,14 +583,17 @@ class Store:
 
     def set_meta(self, **values: str | float) -> None:
         with self._transaction(durable=False):
-            self._db.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [(key, str(value)) for key, value in values.items()],
-            )
+            self._put_meta(values)
+
+    def _put_meta(self, values: Mapping[str, str | float]) -> None:
+        self._db.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [(key, str(value)) for key, value in values.items()],
+        )
 
     @property
-    def baseline_done(self) -> bool:
+    def first_sync_done(self) -> bool:
         """True once a first sync has walked the whole list."""
         return self.get_meta("baseline_done") == "1"
 
@@ -747,7 +760,7 @@ class Store:
             "INSERT INTO deliveries (event_seq, route, destination, state, next_attempt_at, "
             "held, age_from) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
             [
-                (item.seq, t.route, t.destination, t.due_at, int(t.held), t.due_at)
+                (item.seq, t.route, t.destination_key, t.due_at, int(t.held), t.due_at)
                 for item, (_, targets) in zip(stored, deliveries, strict=True)
                 for t in targets
             ],
@@ -771,16 +784,17 @@ class Store:
         )
         return [_delivery(row) for row in rows]
 
-    def pending_deliveries_for(self, destination: str, limit: int = 1000) -> list[Delivery]:
+    def pending_deliveries_for(self, destination_key: str, limit: int = 1000) -> list[Delivery]:
         """One destination's pending deliveries, oldest event first."""
         rows = self._query(
             self._DELIVERY_SELECT + "WHERE d.state = 'pending' AND d.destination = ? "
             "ORDER BY d.event_seq LIMIT ?",
-            (destination, limit),
+            (destination_key, limit),
         )
         return [_delivery(row) for row in rows]
 
     def pending_destinations(self) -> list[str]:
+        """The keys of the destinations that have pending deliveries."""
         rows = self._query("SELECT DISTINCT destination FROM deliveries WHERE state = 'pending'")
         return [row["destination"] for row in rows]
 
@@ -797,7 +811,7 @@ class Store:
         with self._transaction():
             self._db.executemany(
                 f"{sql} WHERE event_seq = ? AND destination = ? AND state = 'pending'",
-                [(*values, d.stored.seq, d.destination) for d in deliveries],
+                [(*values, d.stored.seq, d.destination_key) for d in deliveries],
             )
 
     def mark_sent(self, deliveries: Sequence[Delivery], *, now: float) -> None:
@@ -826,7 +840,7 @@ class Store:
         )
 
     def stuck_recipients(self, order_id: str) -> set[tuple[str, str]]:
-        """``(route, destination)`` of every live delivery of a stuck alert for ``order_id``."""
+        """``(route, destination key)`` of every live delivery of a stuck alert for ``order_id``."""
         rows = self._query(
             "SELECT DISTINCT d.route, d.destination FROM events AS e JOIN deliveries AS d "
             "ON d.event_seq = e.seq WHERE e.order_id = ? AND e.kind = 'stuck' "
@@ -855,33 +869,33 @@ class Store:
             )
         return cursor.rowcount
 
-    def disable_webhook(self, destination: str, name: str, reason: str, *, now: float) -> int:
-        """Record ``destination`` as disabled and dead-letter its pending deliveries."""
+    def disable_webhook(self, destination_key: str, name: str, reason: str, *, now: float) -> int:
+        """Record webhook ``destination_key`` as disabled; dead-letter its pending deliveries."""
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO disabled_webhooks (destination, name, reason, disabled_at)"
                 " VALUES (?, ?, ?, ?)",
-                (destination, name, reason, now),
+                (destination_key, name, reason, now),
             )
             cursor = self._db.execute(
                 "UPDATE deliveries SET state = 'dead', last_error = ?, done_at = ? "
                 "WHERE destination = ? AND state = 'pending'",
-                (reason, now, destination),
+                (reason, now, destination_key),
             )
         return cursor.rowcount
 
     def disabled_webhooks(self) -> dict[str, tuple[str, str, float]]:
-        """``destination → (name, reason, since)`` for every disabled webhook."""
+        """``destination key → (name, reason, since)`` for every disabled webhook."""
         rows = self._query("SELECT * FROM disabled_webhooks ORDER BY name")
         return {r["destination"]: (r["name"], r["reason"], r["disabled_at"]) for r in rows}
 
-    def forget_disabled_except(self, destinations: Collection[str]) -> None:
+    def forget_disabled_except(self, destination_keys: Collection[str]) -> None:
         """A webhook whose configuration changed is enabled again: forget stale entries."""
-        marks = ",".join("?" * len(destinations)) or "NULL"
+        marks = ",".join("?" * len(destination_keys)) or "NULL"
         with self._transaction():
             self._db.execute(
                 f"DELETE FROM disabled_webhooks WHERE destination NOT IN ({marks})",
-                list(destinations),
+                list(destination_keys),
             )
 
     def make_pending_due(self, now: float) -> int:
@@ -903,10 +917,14 @@ class Store:
 
     # -- what concerns no one order: notices, summaries --------------------------------------
 
-    def announce(self, deliveries: Sequence[tuple[Event, Sequence[Target]]]) -> list[StoredEvent]:
-        """Commit events that concern no order (watcher notices, summaries) with their
-        deliveries, durably: they are sent like any other event."""
+    def record_notes(
+        self, deliveries: Sequence[tuple[Event, Sequence[Target]]], *, meta: Mapping[str, str]
+    ) -> list[StoredEvent]:
+        """Commit events that concern no order (watcher notices) with their deliveries and the
+        ``meta`` values that say they were made, at once and durably: they are sent like any
+        other event, and a restart neither loses nor repeats them."""
         with self._transaction():
+            self._put_meta(meta)
             return self._insert_events(deliveries) if deliveries else []
 
     def mark_silenced(self, deliveries: Sequence[Delivery], silence: int, *, now: float) -> None:

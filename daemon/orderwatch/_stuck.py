@@ -2,8 +2,9 @@
 
 A rule ``(status, after, repeat)`` fires an ``order.stuck`` event when an order has been in
 ``status`` for longer than ``after`` (measured from when orderwatch saw it enter the status, or
-first saw it), then every ``repeat`` while it stays there. The state that makes this survive a
-restart (alerts sent, time of the last one) lives with the order in the state file.
+first saw it), then every ``repeat`` while it stays there, unless someone acknowledged that stay
+(``orderwatch ack``, the ack page) and the acknowledgement has not expired. The state that makes
+this survive a restart (alerts sent, time of the last one, acknowledgements) is in the state file.
 """
 
 from __future__ import annotations

@@ -19,17 +19,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final, Literal
 
+from orderwatch._detect import Event, Note
 from orderwatch._exceptions import ApiError, CredentialsError
 from orderwatch._messages import format_duration
 
 __all__ = [
     "API",
-    "WATCHER_CASES",
     "Notice",
-    "Outage",
-    "WatcherCase",
     "WatcherState",
     "api_failure_reason",
+    "notice_event",
     "notice_text",
 ]
 
@@ -219,3 +218,18 @@ def notice_text(notice: Notice) -> tuple[str, str]:
             "what waited is being delivered."
         ),
     )
+
+
+def notice_event(notice: Notice) -> Event:
+    """The ``watcher`` event that announces ``notice``; ``data`` is what a webhook gets."""
+    title, body = notice_text(notice)
+    data: dict[str, object] = {
+        "case": notice.case,
+        "since": notice.since,
+        "seconds": notice.blind_for,
+        "reason": notice.reason,
+    }
+    about = None
+    if notice.subject != API:
+        data["destination"] = about = notice.name
+    return Event.about("watcher", Note(notice.case, title, body, data, about), notice.at)

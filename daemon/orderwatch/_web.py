@@ -24,7 +24,7 @@ from orderwatch._messages import format_duration
 from orderwatch._metrics import Listener
 from orderwatch._silences import Ack
 
-__all__ = ["AckDesk", "AckPage", "EpisodeView", "WebServer", "ack_app"]
+__all__ = ["AckPage", "EpisodeView", "WebServer", "ack_app"]
 
 _MAX_BODY: Final = 8192
 _MAX_FIELD: Final = 200
