@@ -21,6 +21,7 @@ from orderwatch._summary import (
 )
 
 MOSCOW = ZoneInfo("Europe/Moscow")
+DAILY = SummarySchedule.parse("day", "09:00", "Europe/Moscow")
 
 
 def moscow(day: int, hour: int, minute: int = 0) -> float:
@@ -124,12 +125,12 @@ def test_the_default_text_is_markdown_only_where_the_route_allows_it() -> None:
         open_orders=[],
         stuck=[StuckOrder(6, "Payed", START, ack)],
     )
-    title, markdown = summary_text(summary, MOSCOW, markdown=True)
-    _, plain = summary_text(summary, MOSCOW, markdown=False)
+    title, markdown = summary_text(summary, DAILY, markdown=True)
+    _, plain = summary_text(summary, DAILY, markdown=False)
     assert title == "Daily summary to Tue 06 Jan 09:00: 1 new, 0 delivered, 0 open"
     assert "**New orders**: 1" in markdown and "**" not in plain
     assert '#6 in Payed for 1d 0h, acknowledged by Anna ("calling")' in plain
-    context = summary_context(summary, MOSCOW, markdown=False)
+    context = summary_context(summary, DAILY, markdown=False)
     assert context["stuck"][0]["acknowledged_by"] == "Anna"
     assert context["default_body"] == plain
 

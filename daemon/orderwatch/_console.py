@@ -77,7 +77,7 @@ def build_summary(store: Store, start: float, end: float, now: float) -> Summary
 def summary_templates(settings: Settings, summary: SummarySettings) -> SummaryTemplates:
     route = next(r for r in settings.notify.routes if r.name == summary.route)
     return SummaryTemplates(
-        route.summary_title, route.summary_body, route.format, summary.schedule().zone
+        route.summary_title, route.summary_body, route.format, summary.schedule()
     )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from orderwatch._detect import Event, KnownOrder
@@ -39,8 +39,6 @@ __all__ = [
     "summary_template_problem",
     "summary_text",
 ]
-
-_DAY: Final = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,10 +216,11 @@ def _span(summary: Summary, zone: ZoneInfo) -> str:
 _duration = format_duration
 
 
-def summary_text(summary: Summary, zone: ZoneInfo, *, markdown: bool) -> tuple[str, str]:
-    """The default ``(title, body)``; Markdown (bold headings, lists) where ``markdown``."""
-    days = (summary.end - summary.start) / _DAY
-    kind = "Weekly" if days > 1.5 else "Daily"
+def summary_text(summary: Summary, schedule: SummarySchedule, *, markdown: bool) -> tuple[str, str]:
+    """The default ``(title, body)``; Markdown (bold headings, lists) where ``markdown``. A
+    daily summary stays "Daily" when it covers days the daemon missed (its period says so)."""
+    zone = schedule.zone
+    kind = "Weekly" if schedule.every == "week" else "Daily"
     end = _local(summary.end, zone)
     title = (
         f"{kind} summary to {end:%a %d %b %H:%M}: {summary.new_orders} new, "
@@ -263,9 +262,11 @@ def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
 
 
-def summary_context(summary: Summary, zone: ZoneInfo, *, markdown: bool) -> dict[str, Any]:
+def summary_context(
+    summary: Summary, schedule: SummarySchedule, *, markdown: bool
+) -> dict[str, Any]:
     """The variables of ``summary_title`` and ``summary_body`` (listed in notifications.md)."""
-    title, body = summary_text(summary, zone, markdown=markdown)
+    title, body = summary_text(summary, schedule, markdown=markdown)
     return {
         "start": _iso(summary.start),
         "end": _iso(summary.end),
@@ -303,18 +304,20 @@ class SummaryTemplates:
     """A route's ``summary_title``/``summary_body``; orderwatch's text where one is not set.
     Markdown where the route's ``format`` is ``markdown`` or ``html`` (apprise converts it)."""
 
-    def __init__(self, title: str | None, body: str | None, fmt: str, zone: ZoneInfo) -> None:
+    def __init__(
+        self, title: str | None, body: str | None, fmt: str, schedule: SummarySchedule
+    ) -> None:
         env = template_environment(fmt)
         self._title = None if title is None else env.from_string(title)
         self._body = None if body is None else env.from_string(body)
         self._markdown = fmt != "text"
-        self._zone = zone
+        self._schedule = schedule
 
     def render(self, summary: Summary) -> tuple[str, str]:
-        title, body = summary_text(summary, self._zone, markdown=self._markdown)
+        title, body = summary_text(summary, self._schedule, markdown=self._markdown)
         if self._title is None and self._body is None:
             return title, body
-        context = summary_context(summary, self._zone, markdown=self._markdown)
+        context = summary_context(summary, self._schedule, markdown=self._markdown)
         return (
             title if self._title is None else self._title.render(context).strip(),
             body if self._body is None else self._body.render(context).strip(),
@@ -324,5 +327,6 @@ class SummaryTemplates:
 def summary_template_problem(source: str, *, fmt: str = "text") -> str | None:
     """Why ``source`` cannot serve as a ``summary_title``/``summary_body``; else None."""
     sample = Summary(start=1_700_000_000.0, end=1_700_086_400.0, new_orders=3)
-    context = summary_context(sample, ZoneInfo("UTC"), markdown=fmt != "text")
+    daily = SummarySchedule.parse("day", "09:00", "UTC")
+    context = summary_context(sample, daily, markdown=fmt != "text")
     return render_problem(source, fmt, [context])
