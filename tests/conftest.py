@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import settings
 
@@ -158,6 +159,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str =
             return
         time.sleep(0.05)
     pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """In async tests: poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
+    with anyio.move_on_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.05)
+        return
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def sandbox_api(sandbox: Sandbox, **extra: object) -> dict[str, object]:
