@@ -11,7 +11,7 @@ import pytest
 from orderwatch import StateError
 from orderwatch._detect import NewOrder, events_for
 from orderwatch._models import KNOWN_STATUSES, Order
-from orderwatch._store import MIGRATIONS, Store, Target
+from orderwatch._store import MIGRATIONS, SCHEMA_VERSION, Store, Target
 
 
 def new_order(n: int, status: str = "Created") -> Order:
@@ -131,7 +131,7 @@ def test_a_version_1_state_file_is_migrated_with_its_data(tmp_path: Path) -> Non
     assert not delivery.held
     assert store.disabled_webhooks() == {}
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_outbox_requeue_and_drop_select_by_event_and_route(tmp_path: Path) -> None:

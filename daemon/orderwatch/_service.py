@@ -1,14 +1,18 @@
-"""The daemon: the poll loop, the courier and the metrics listener in one anyio task group.
+"""The daemon: the poll loop, the courier, the console's clock and the listeners in one anyio
+task group.
 
 - :func:`build_parts` builds what the daemon is made of (state file, API client, webhook sender,
-  courier, poller, metrics listener) from one configuration, and closes it again.
+  courier, dispatch, poller, console, metrics listener, ack page) from one configuration, and
+  closes it again.
 - SIGTERM or SIGINT stops it: no new cycle or send starts, sends already under way finish and
   are recorded, the state file is closed, and :meth:`Service.run` returns, within
   :data:`STOP_TIMEOUT` seconds.
 - SIGHUP reloads routes, webhooks, ``notify`` settings, stuck-order alerts and poll settings from
   the same file, keeping state and pending deliveries; an invalid file is rejected with its
   reasons logged, and the running configuration stays. Changes to ``[api]``, ``[state]``,
-  ``[metrics]`` and ``[log]`` need a restart (said in the log).
+  ``[metrics]``, ``[web]`` and ``[log]`` need a restart (said in the log).
+- Every poll's outcome and every send's go to the console (:mod:`_console`), which announces
+  outages and summaries; its clock checks what is due every :data:`_CONSOLE_TICK` seconds.
 - Under systemd it speaks sd_notify: ``READY=1`` once the first cycle has finished, ``STATUS=``
   after each cycle, ``WATCHDOG=1`` from the poll loop itself, ``RELOADING=1``, ``STOPPING=1``.
 """
@@ -29,7 +33,10 @@ import anyio
 import httpx
 import stamina.instrumentation
 
+from orderwatch._acklink import AckLinks
 from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._console import Console, StateDesk
+from orderwatch._detect import Event
 from orderwatch._dispatch import DisabledWebhooks, Dispatcher
 from orderwatch._exceptions import (
     ApiError,
@@ -48,14 +55,17 @@ from orderwatch._sinks import Destination, destinations_for, secrets_in
 from orderwatch._store import Store
 from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
+from orderwatch._watcher import api_failure_reason
+from orderwatch._web import AckPage, WebServer
 from orderwatch._webhooks import WebhookSender
 
 __all__ = ["STOP_TIMEOUT", "Service", "ServiceOptions", "build_parts", "run_service"]
 
 log = logging.getLogger("orderwatch")
 
+_CONSOLE_TICK: Final = 15.0  # seconds between checks for due notices and summaries
 _MAX_NAP: Final = 5.0  # the loop wakes at least this often while it waits (watchdog, reload)
-_RESTART_SECTIONS: Final = ("api", "state", "metrics", "log")
+_RESTART_SECTIONS: Final = ("api", "state", "metrics", "web", "log")
 # How long a stop may take, in seconds: a send already under way is finished and recorded, and a
 # webhook's may use its whole 15 s timeout (_webhooks.TIMEOUT). The systemd unit's
 # TimeoutStopSec and the container stop timeout in docs/deploy.md give the daemon this long.
@@ -100,13 +110,25 @@ class Parts:
     disabled: DisabledWebhooks
     dispatch: Dispatcher
     poller: Poller
+    console: Console
     metrics_server: MetricsServer | None
+    web: WebServer | None
 
 
-def destinations_of(settings: Settings, disabled: DisabledWebhooks) -> list[Destination]:
-    """The destinations of ``settings``; their credentials join the log redactor, and a webhook
-    disabled (410 Gone) stays so only while its configuration is unchanged."""
-    destinations = destinations_for(settings.notify)
+def ack_links(settings: Settings) -> Callable[[Event], str | None] | None:
+    """The maker of the ack link a stuck alert carries; None without ``[web]`` (no link)."""
+    if settings.web is None:
+        return None
+    return AckLinks(settings.web.public_url, settings.web.secret.get_secret_value()).for_event
+
+
+def destinations_of(
+    settings: Settings, disabled: DisabledWebhooks, links: Callable[[Event], str | None] | None
+) -> list[Destination]:
+    """The destinations of ``settings`` (stuck alerts carry ``links``); their credentials join
+    the log redactor, and a webhook disabled (410 Gone) stays so only while its configuration
+    is unchanged."""
+    destinations = destinations_for(settings.notify, links)
     redactor.add(*secrets_in(destinations))
     disabled.keep_only([d.key for d in destinations if d.kind == "webhook"])
     return destinations
@@ -147,7 +169,7 @@ async def build_parts(
         stack.push_async_callback(_close_shielded, webhooks)
         stack.callback(on_stop)
         disabled = DisabledWebhooks(store)
-        destinations = destinations_of(settings, disabled)
+        destinations = destinations_of(settings, disabled, ack_links(settings))
         for name, reason, _ in store.disabled_webhooks().values():
             log.warning("notify: webhook %s stays %s", name, reason)
         server = None
@@ -159,6 +181,9 @@ async def build_parts(
             log.info("metrics on http://%s:%d/metrics", host, server.port)
             if host not in {"127.0.0.1", "localhost", "::1"}:
                 log.warning("metrics: listening on %s, reachable beyond this machine", host)
+        web = _ack_page(settings)
+        if web is not None:
+            stack.callback(web.close)
         api = await stack.enter_async_context(
             OrdersApi(
                 settings.api,
@@ -169,12 +194,12 @@ async def build_parts(
                 on_malformed=lambda e: metrics.malformed_responses.labels(endpoint=e).inc(),
             )
         )
-        courier = Courier(store, destinations, metrics, webhooks=webhooks, disabled=disabled)
         dispatch = Dispatcher(
             store,
             destinations,
             disabled=disabled,
             stuck_rules=stuck_rules(settings),
+            # the courier is built last (it reports to the console): woken once it exists
             on_committed=lambda _: courier.wake(),
         )
         poller = Poller(
@@ -187,6 +212,15 @@ async def build_parts(
             concurrency=settings.api.concurrency,
             reconcile=settings.poll.full_sync_interval,
         )
+        console = Console(store, settings, destinations, dispatch, on_blind=poller.mark_gap)
+        courier = Courier(
+            store,
+            destinations,
+            metrics,
+            webhooks=webhooks,
+            disabled=disabled,
+            on_outcome=console.delivery_outcome,
+        )
         log.info(
             "orderwatch started: watching %s every %gs, %d destinations, state %s",
             settings.api.base_url,
@@ -194,7 +228,25 @@ async def build_parts(
             len(destinations),
             settings.state.path,
         )
-        yield Parts(store, api, webhooks, courier, disabled, dispatch, poller, server)
+        yield Parts(store, api, webhooks, courier, disabled, dispatch, poller, console, server, web)
+
+
+def _ack_page(settings: Settings) -> WebServer | None:
+    """The ack page's listener, with ``[web]`` and a ``web.listen`` address."""
+    if settings.web is None or settings.web.address is None:
+        return None
+    host, port = settings.web.address
+    page = AckPage(StateDesk(settings.state.path), settings.web.secret.get_secret_value())
+    web = WebServer(host, port, page)
+    log.info("ack page on http://%s:%d/ack/… for %s", host, web.port, settings.web.public_url)
+    return web
+
+
+async def _console_clock(console: Console) -> None:
+    """Watcher notices and summaries fall due between polls too."""
+    while True:
+        await anyio.sleep(_CONSOLE_TICK)
+        console.tick()
 
 
 async def _close_shielded(webhooks: WebhookSender) -> None:
@@ -235,8 +287,12 @@ class Service:
         if options.handle_signals:
             self._catch_early_signals()
         stamina.instrumentation.set_on_retry_hooks([])  # the client logs retries once per streak
-        api_secrets = (settings.api.client_secret, settings.api.token)
-        redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
+        secrets = (
+            settings.api.client_secret,
+            settings.api.token,
+            None if settings.web is None else settings.web.secret,
+        )
+        redactor.add(*(s.get_secret_value() for s in secrets if s is not None))
         self.metrics.lifecycle.state("starting")
         async with build_parts(
             settings,
@@ -253,6 +309,7 @@ class Service:
                         group.start_soon(self._handle_signals, group.cancel_scope)
                     group.start_soon(parts.courier.run)
                     group.start_soon(self._poll_forever, parts)
+                    group.start_soon(_console_clock, parts.console)
             finally:
                 self.parts = None
 
@@ -274,6 +331,7 @@ class Service:
                 raise
             except ApiError as error:
                 outcome = "failed"
+                parts.console.poll_outcome(api_failure_reason(error))
                 if failing != str(error):
                     if isinstance(error, CredentialsError):
                         log.error("%s", error)  # noqa: TRY400 - the message is the whole story
@@ -284,6 +342,7 @@ class Service:
                 if failing is not None:
                     log.info("poll succeeded again")
                 failing = None
+                parts.console.poll_outcome(None)
                 changed = bool(report.new_orders or report.transitions)
                 now = time.time()
                 self.health.last_success = now
@@ -365,10 +424,11 @@ class Service:
     def reload(self) -> None:
         """Apply ``[notify]``, ``[alerts]`` and ``[poll]`` from the config file again.
 
-        Routes and webhooks (a changed webhook is enabled again), ``notify.initial``, stuck-order
-        alerts, ``poll.interval``, ``poll.min_interval`` and ``poll.full_sync_interval`` take
-        effect at once; state and pending deliveries stay. A file that does not validate changes
-        nothing. Other sections are compared and reported as needing a restart.
+        Routes and webhooks (a changed webhook is enabled again), ``notify.initial``,
+        ``notify.watcher_after``, summaries, stuck-order alerts, ``poll.interval``,
+        ``poll.min_interval`` and ``poll.full_sync_interval`` take effect at once; state and
+        pending deliveries stay. A file that does not validate changes nothing. Other sections
+        are compared and reported as needing a restart.
         """
         parts = self.parts
         path = self.options.config_path
@@ -386,7 +446,8 @@ class Service:
                 log.error("reload rejected: %s", problem)  # noqa: TRY400 - no traceback wanted
             log.error("reload rejected: the running configuration stays")  # noqa: TRY400
         else:
-            destinations = destinations_of(new, parts.disabled)
+            # [web] needs a restart: the links stay those of the running configuration
+            destinations = destinations_of(new, parts.disabled, ack_links(self.settings))
             parts.dispatch.configure(destinations, stuck_rules(new))
             parts.poller.configure(
                 announce_initial=new.notify.initial, reconcile=new.poll.full_sync_interval
@@ -398,6 +459,7 @@ class Service:
             self.settings = self.settings.model_copy(
                 update={"notify": new.notify, "poll": new.poll, "alerts": new.alerts}
             )
+            parts.console.configure(self.settings, destinations)
             log.info(
                 "configuration reloaded: %d routes, %d webhooks, %d destinations, every %gs",
                 len(new.notify.routes),
