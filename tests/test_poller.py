@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._dispatch import Dispatcher
 from orderwatch._metrics import Metrics
 from orderwatch._poller import Poller
 from orderwatch._sandbox import Sandbox, SandboxApp, World
@@ -31,14 +32,10 @@ class Rig:
     announced: list[StoredEvent]
 
     def poller(self, *, initial: bool = False) -> Poller:
-        return Poller(
-            self.api,
-            self.store,
-            [DEST],
-            self.metrics,
-            announce_initial=initial,
-            on_committed=self.announced.extend,
-        )
+        return Poller(self.api, self.store, self.dispatch(), self.metrics, announce_initial=initial)
+
+    def dispatch(self) -> Dispatcher:
+        return Dispatcher(self.store, [DEST], on_committed=self.announced.extend)
 
     def titles(self) -> list[str]:
         from orderwatch._messages import title_for
@@ -87,7 +84,7 @@ async def test_the_first_cycle_learns_everything_silently(rig: Rig) -> None:
     assert report.full_walk
     assert report.pages == 3  # 50 orders
     assert sum(rig.store.status_counts().values()) == 50
-    assert rig.store.baseline_done
+    assert rig.store.first_sync_done
 
 
 async def test_notify_initial_announces_the_orders_found_at_first_start(rig: Rig) -> None:
@@ -265,7 +262,7 @@ async def test_an_interrupted_first_sync_resumes_without_announcing(
 
     with pytest.raises(ApiError):
         await first.poller().cycle()
-    assert not first.store.baseline_done
+    assert not first.store.first_sync_done
     assert sum(first.store.status_counts().values()) == 20
     await first.api.aclose()
     first.store.close()
@@ -274,7 +271,7 @@ async def test_an_interrupted_first_sync_resumes_without_announcing(
     await second.poller().cycle()
     # the resumed first sync stays silent about old orders, not about ones newer than its start
     assert sorted(second.titles()) == [f"Order #{n}: new order (Created)" for n in arrived]
-    assert second.store.baseline_done
+    assert second.store.first_sync_done
     assert sum(second.store.status_counts().values()) == 52
     await second.api.aclose()
 
@@ -315,10 +312,10 @@ async def test_a_first_sync_with_unreadable_orders_walks_again_and_announces_not
     rig.sandbox.faults = Faults(missing=0.3)
     poller = rig.poller()
     await poller.cycle()
-    assert not rig.store.baseline_done  # some orders could not be read: not done yet
+    assert not rig.store.first_sync_done  # some orders could not be read: not done yet
     rig.sandbox.faults = Faults()
     await poller.cycle()
-    assert rig.store.baseline_done
+    assert rig.store.first_sync_done
     assert sum(rig.store.status_counts().values()) == 50
     assert rig.announced == []  # no order that existed was announced as new
 
@@ -373,9 +370,7 @@ async def scattered_rig(tmp_path: Path, **poller: object) -> tuple[Rig, Poller, 
     app = SandboxApp(world)
     api, transport = in_memory_api(app)
     rig = Rig(app, Store.open(tmp_path / "s.db"), api, Metrics(), [])  # type: ignore[arg-type]
-    instance = Poller(
-        api, rig.store, [DEST], rig.metrics, on_committed=rig.announced.extend, **poller
-    )  # type: ignore[arg-type]
+    instance = Poller(api, rig.store, rig.dispatch(), rig.metrics, **poller)  # type: ignore[arg-type]
     await instance.cycle()
     return rig, instance, transport
 
@@ -440,10 +435,7 @@ async def moved_walk(tmp_path: Path, concurrency: int) -> tuple[Rig, Poller, lis
     app = SandboxApp(world)
     api, _ = in_memory_api(app)
     rig = Rig(app, Store.open(tmp_path / f"s{concurrency}.db"), api, Metrics(), [])  # type: ignore[arg-type]
-    poller = Poller(
-        api, rig.store, [DEST], rig.metrics, on_committed=rig.announced.extend,
-        concurrency=concurrency,
-    )  # fmt: skip
+    poller = Poller(api, rig.store, rig.dispatch(), rig.metrics, concurrency=concurrency)
     await poller.cycle()
     mark = len(world.history)
     for order_id in world.open_ids[::7][:30]:
@@ -509,8 +501,15 @@ async def test_a_first_sync_under_arrivals_and_retried_pages_learns_every_order(
     from orderwatch._exceptions import ApiError
     from orderwatch._sandbox import Faults
 
-    world = World(seed=10, orders=2500, open_orders=30, arrival_rate=1, move_rate=0, cancel_rate=0)
-    world.number_step = number_step
+    world = World(
+        seed=10,
+        orders=2500,
+        open_orders=30,
+        arrival_rate=1,
+        move_rate=0,
+        cancel_rate=0,
+        number_step=number_step,
+    )
     with Sandbox(world, fault_seed=3) as sandbox:
         settings = ApiSettings(
             base_url=sandbox.url,
@@ -522,7 +521,7 @@ async def test_a_first_sync_under_arrivals_and_retried_pages_learns_every_order(
         store = Store.open(tmp_path / "state.db")
         async with OrdersApi(settings, retry=retry) as api:
             metrics = Metrics()
-            poller = Poller(api, store, [DEST], metrics, concurrency=4)
+            poller = Poller(api, store, Dispatcher(store, [DEST]), metrics, concurrency=4)
             sandbox.faults = Faults(errors=0.1, resets=1 / 30)
             sandbox.tick_every(0.1)
             rereads = 0
@@ -531,11 +530,11 @@ async def test_a_first_sync_under_arrivals_and_retried_pages_learns_every_order(
                     rereads += (await poller.cycle()).rereads
                 except ApiError:
                     continue
-                if store.baseline_done:
+                if store.first_sync_done:
                     break
             sandbox.stop_ticking()
             sandbox.faults = Faults()
-            assert store.baseline_done
+            assert store.first_sync_done
             await poller.cycle()  # quiet now: the head walk picks up the last arrivals
         known = {order["id"] for order in store.export()}
         store.close()
@@ -584,7 +583,15 @@ async def third_reconcile_cycle(tmp_path: Path, *, late: int | None) -> tuple[in
     clock = FakeClock()
     store = Store.open(tmp_path / "s.db")
     async with in_memory_api(app, transport)[0] as api:
-        poller = Poller(api, store, [DEST], Metrics(), concurrency=4, reconcile=100.0, clock=clock)
+        poller = Poller(
+            api,
+            store,
+            Dispatcher(store, [DEST]),
+            Metrics(),
+            concurrency=4,
+            reconcile=100.0,
+            clock=clock,
+        )
         await poller.cycle()  # the first sync
         await poller.cycle()  # the slow walk begins: page 1, read by the head walk anyway
         clock.now += 30.0  # pages 2 to 4 fall due

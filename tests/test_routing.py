@@ -7,9 +7,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orderwatch._detect import KnownOrder
+from orderwatch._detect import Event, EventKind, KnownOrder, Note
 from orderwatch._models import Order
-from orderwatch._routing import Filters, QuietHours, RoutePolicy, parse_duration, plan_delivery
+from orderwatch._routing import (
+    Filters,
+    QuietHours,
+    RoutePolicy,
+    parse_duration,
+    plan_delivery,
+    recipients,
+    sends_as_digest,
+    sent_alone,
+)
 from orderwatch._stuck import StuckRule, stuck_events
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -122,3 +131,106 @@ def test_without_repeat_a_stuck_order_is_reported_once() -> None:
 
 def test_orders_in_other_statuses_are_never_stuck() -> None:
     assert stuck_events([known("Created", 0.0)], [StuckRule("Payed", after=1)], now=10**9) == []
+
+
+ROUTE = RoutePolicy(group_wait=10, digest_threshold=5)
+
+
+@pytest.mark.parametrize(
+    ("waiting", "held", "digest"),
+    [
+        (5, False, False),  # at the threshold: one message each
+        (6, False, True),  # above it: one digest
+        (2, True, True),  # held for quiet hours: a digest, however few
+        (1, True, False),  # a lone delivery is never a digest
+    ],
+)
+def test_a_route_digests_above_its_threshold_or_after_quiet_hours(
+    waiting: int, held: bool, digest: bool
+) -> None:
+    assert sends_as_digest(ROUTE, waiting, held=held) is digest
+
+
+def test_a_webhook_never_gets_a_digest() -> None:
+    assert not sends_as_digest(RoutePolicy(), 100, held=True)
+
+
+class Dest:
+    def __init__(
+        self, key: str, statuses: set[str] | None = None, events: set[EventKind] | None = None
+    ) -> None:
+        self.key = self.route = key
+        self.filters = Filters(
+            statuses=None if statuses is None else frozenset(statuses),
+            events=None if events is None else frozenset(events),
+        )
+
+    def accepts(self, event: Event) -> bool:
+        return self.filters.accepts(event.kind, event.order.status, event.previous_status)
+
+    def __repr__(self) -> str:
+        return self.key
+
+
+def moved(status: str, *, resolves_stuck: bool) -> Event:
+    return Event(
+        kind="status_changed",
+        order=Order("id-1", 1, status),
+        previous_status="AwaitingCertificateAssignment",
+        previous_since=0.0,
+        previous_since_exact=True,
+        detected_at=10.0,
+        after_gap=False,
+        resolves_stuck=resolves_stuck,
+    )
+
+
+def test_an_event_goes_to_the_destinations_that_accept_it_and_never_to_a_disabled_one() -> None:
+    ops, delivered_only, hook = Dest("ops"), Dest("d", {"Delivered"}), Dest("hook")
+    chosen = recipients(
+        moved("Cancelled", resolves_stuck=False),
+        [ops, delivered_only, hook],
+        disabled={"hook"},
+        alerted=(),
+    )
+    assert chosen == [ops]
+
+
+def test_a_resolution_also_goes_to_whoever_got_the_stuck_alert_whatever_its_filters() -> None:
+    ops, stuck_only, other = Dest("ops"), Dest("stuck", {"Nothing"}), Dest("o", {"Nothing"})
+    destinations = [ops, stuck_only, other]
+    resolution = moved("Delivered", resolves_stuck=True)
+    assert recipients(resolution, destinations, disabled=(), alerted={"stuck"}) == [ops, stuck_only]
+    plain = moved("Delivered", resolves_stuck=False)
+    assert recipients(plain, destinations, disabled=(), alerted={"stuck"}) == [ops]
+    assert recipients(resolution, destinations, disabled={"stuck"}, alerted={"stuck"}) == [ops]
+
+
+def note(kind: EventKind, about: str | None = None) -> Event:
+    return Event.about(kind, Note("case", "title", "body", {}, about), 10.0)
+
+
+def test_watcher_notices_pass_status_filters_but_not_event_filters() -> None:
+    everything, cancelled_only = Dest("ops"), Dest("c", {"Cancelled"})
+    orders_only = Dest("o", events={"created", "status_changed"})
+    destinations = [everything, cancelled_only, orders_only]
+    chosen = recipients(note("watcher"), destinations, disabled=(), alerted=())
+    assert chosen == [everything, cancelled_only]
+
+
+def test_a_failing_destination_s_notice_goes_to_every_other_one() -> None:
+    ops, chat, hook = Dest("ops"), Dest("chat"), Dest("hook")
+    notice = note("watcher", about="chat")
+    assert recipients(notice, [ops, chat, hook], disabled=(), alerted=()) == [ops, hook]
+
+
+def test_a_summary_goes_to_its_own_route_alone_whatever_its_filters() -> None:
+    ops, chat = Dest("ops", {"Cancelled"}, {"stuck"}), Dest("chat")
+    summary = note("summary", about="ops")
+    assert recipients(summary, [ops, chat], disabled=(), alerted=()) == [ops]
+
+
+def test_notices_and_summaries_are_sent_alone_and_order_events_may_share_a_digest() -> None:
+    assert sent_alone(note("watcher"))
+    assert sent_alone(note("summary", about="ops"))
+    assert not sent_alone(moved("Delivered", resolves_stuck=True))

@@ -10,8 +10,8 @@ import pytest
 
 from orderwatch import StateError
 from orderwatch._detect import NewOrder, events_for
-from orderwatch._models import Order
-from orderwatch._store import MIGRATIONS, Store, Target
+from orderwatch._models import KNOWN_STATUSES, Order
+from orderwatch._store import MIGRATIONS, SCHEMA_VERSION, Store, Target
 
 
 def new_order(n: int, status: str = "Created") -> Order:
@@ -40,7 +40,7 @@ def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -
     assert store.status_counts() == {"Created": 1, "Delivered": 1}
     assert [k.order.number for k in store.open_orders()] == [1]
     pending = store.pending_deliveries()
-    assert [(d.destination, d.stored.event.order.number) for d in pending] == [
+    assert [(d.destination_key, d.stored.event.order.number) for d in pending] == [
         ("k1", 1),
         ("k1", 2),
         ("k2", 1),
@@ -131,7 +131,7 @@ def test_a_version_1_state_file_is_migrated_with_its_data(tmp_path: Path) -> Non
     assert not delivery.held
     assert store.disabled_webhooks() == {}
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_outbox_requeue_and_drop_select_by_event_and_route(tmp_path: Path) -> None:
@@ -267,4 +267,14 @@ def test_event_sequence_numbers_keep_rising_across_batches_and_restarts(tmp_path
     assert [(d.stored.seq, d.stored.event.order.number) for d in pending] == list(
         zip(seqs[:3], [1, 2, 3], strict=True)
     )
+    store.close()
+
+
+def test_state_check_agrees_with_the_model_on_which_statuses_are_final(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db")
+    changes = [NewOrder(new_order(n, s)) for n, s in enumerate([*KNOWN_STATUSES, "Unheard"])]
+    store.record({}, changes, [], anchors_before={}, now=1.0)
+    assert store.check() == []
+    store._db.execute("UPDATE orders SET is_final = 1 - is_final WHERE status = 'Delivered'")
+    assert store.check() == ["1 orders whose final flag disagrees with their status"]
     store.close()

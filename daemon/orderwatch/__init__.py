@@ -6,8 +6,6 @@ command line. Everything else lives in private modules, one concept each.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from orderwatch._exceptions import (
     ApiError,
     ConfigError,
@@ -20,6 +18,7 @@ from orderwatch._exceptions import (
     TransientApiError,
 )
 from orderwatch._settings import Settings, load_settings
+from orderwatch._version import __version__
 
 __all__ = [
     "ApiError",

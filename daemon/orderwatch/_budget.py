@@ -29,14 +29,12 @@ from orderwatch._models import PAGE_SIZE, is_final
 
 __all__ = [
     "HEAD",
-    "Choice",
     "OpenOrder",
     "Schedule",
     "Unit",
     "allocate",
     "choose",
     "floor_budget",
-    "last_fetched",
     "next_due",
     "units_for",
 ]

@@ -12,24 +12,32 @@ import dataclasses
 import json
 import logging
 import math
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import anyio
+import httpx
 
-from orderwatch import __version__
+from orderwatch._console import build_summary, summary_event, summary_key
+from orderwatch._detect import EVENT_KINDS, EventKind
 from orderwatch._exceptions import ConfigError, OrderwatchError
+from orderwatch._explain import explain
 from orderwatch._logging import configure_logging
-from orderwatch._messages import format_duration
-from orderwatch._models import KNOWN_STATUSES
+from orderwatch._messages import format_duration, render, title_for
+from orderwatch._models import KNOWN_STATUSES, canonical_status, is_final
+from orderwatch._routing import parse_duration
+from orderwatch._sandbox import Faults, Sandbox, World
 from orderwatch._settings import Settings, config_path, default_state_path, load_settings
-
-if TYPE_CHECKING:
-    from orderwatch._store import Store
+from orderwatch._silences import Ack, Silence
+from orderwatch._sinks import Destination, destinations_for, send
+from orderwatch._store import SCHEMA_VERSION, Store
+from orderwatch._version import __version__
+from orderwatch._webhooks import WebhookSender, test_payload
 
 __all__ = ["main"]
 
@@ -58,7 +66,7 @@ def _add_routes_outbox_state(
     explain.add_argument("--from", dest="from_status", help="the previous status")
     explain.add_argument(
         "--event",
-        choices=["created", "status_changed", "stuck"],
+        choices=EVENT_KINDS,
         help="the event type (default: status_changed with --from, else created)",
     )
 
@@ -81,6 +89,9 @@ def _add_routes_outbox_state(
         sub.add_argument("--route", metavar="NAME", help="only this route or webhook")
         if action == "list":
             sub.add_argument("--dead", action="store_true", help="only dead letters")
+            sub.add_argument(
+                "--silenced", action="store_true", help="only deliveries a silence held back"
+            )
         else:
             sub.add_argument("--all", action="store_true", help="every pending and dead delivery")
 
@@ -161,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
         "(credentials masked) with its outcome; exit 1 if any failed.",
     )
     _add_routes_outbox_state(commands, common)
+
+    _add_console(commands, common)
 
     status = commands.add_parser(
         "status",
@@ -273,7 +286,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
-    from orderwatch._service import ServiceOptions, run_service  # noqa: PLC0415 - keeps CLI light
+    # +60 ms (prometheus-client, stamina) that check-config, status and health never need
+    from orderwatch._service import ServiceOptions, run_service  # noqa: PLC0415
 
     path = config_path(getattr(args, "config", None))
     anyio.run(run_service, settings, ServiceOptions(config_path=path))
@@ -292,8 +306,6 @@ def _health_url(args: argparse.Namespace) -> str:
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
-    import httpx  # noqa: PLC0415
-
     url = _health_url(args)
     try:
         response = httpx.get(url, timeout=args.timeout)
@@ -305,9 +317,6 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 def _cmd_notify_test(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from orderwatch._sinks import Destination, destinations_for, send  # noqa: PLC0415
-    from orderwatch._webhooks import WebhookSender, test_payload  # noqa: PLC0415
-
     destinations = destinations_for(settings.notify)
     if not destinations:
         print("notify: no routes or webhooks configured, nothing to test", file=sys.stderr)
@@ -337,10 +346,8 @@ def _cmd_notify_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_routes(args: argparse.Namespace) -> int:
-    from orderwatch._explain import explain  # noqa: PLC0415
-
     settings = _settings(args)
-    kind = args.event or ("status_changed" if args.from_status else "created")
+    kind: EventKind = args.event or ("status_changed" if args.from_status else "created")
     print(explain(settings, status=args.status, previous=args.from_status, kind=kind))
     return 0
 
@@ -354,16 +361,15 @@ def _state_path(args: argparse.Namespace) -> Path:
 
 
 def _cmd_outbox(args: argparse.Namespace) -> int:
-    from orderwatch._messages import title_for  # noqa: PLC0415
-    from orderwatch._store import Store  # noqa: PLC0415
-
     action = args.outbox_command
     if action != "list" and not (args.event or args.route or args.all):
         raise OrderwatchError(f"outbox {action}: say which deliveries: --event, --route or --all")
     store = Store.open(_state_path(args), readonly=action == "list")
     try:
         if action == "list":
-            states = ("dead",) if args.dead else ("pending", "dead")
+            states = (
+                ("silenced",) if args.silenced else ("dead",) if args.dead else ("pending", "dead")
+            )
             rows = [
                 d
                 for d in store.deliveries(states)
@@ -374,12 +380,14 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
                 when = (
                     f"next try {_when(d.next_attempt_at, future=True)}"
                     if d.state == "pending"
-                    else "dead"
+                    else d.state
                 )
                 error = f" — {d.last_error}" if d.last_error else ""
+                note = d.stored.event.note
+                title = note.title if note else title_for(d.stored.event)
                 print(
-                    f"{d.stored.id}  {d.state:<7} {d.route:<16} tries {d.attempts:<3} {when}  "
-                    f"{title_for(d.stored.event)}{error}"
+                    f"{d.stored.id}  {d.state:<8} {d.route:<16} tries {d.attempts:<3} {when}  "
+                    f"{title}{error}"
                 )
             print(f"{len(rows)} deliveries")
             return 0
@@ -395,11 +403,6 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_state(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415
-    import sqlite3  # noqa: PLC0415
-
-    from orderwatch._store import SCHEMA_VERSION, Store  # noqa: PLC0415
-
     path = _state_path(args)
     store = Store.open(path, readonly=True)
     try:
@@ -449,8 +452,6 @@ def _when(timestamp: float | None, *, future: bool = False) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from orderwatch._store import Store  # noqa: PLC0415
-
     path = _state_path(args)
     store = Store.open(path, readonly=True)
     try:
@@ -459,7 +460,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         last = store.get_meta("last_successful_poll")
         print(f"state: {path}")
         print(f"last successful poll: {_when(float(last) if last else None)}")
-        if store.baseline_done:
+        if store.first_sync_done:
             print("first sync: done")
         else:
             page, pages = store.get_meta("sync_page"), store.get_meta("sync_total_pages")
@@ -480,6 +481,199 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"deliveries: {queue['pending']} pending, {queue['dead']} dead")
         for name, reason, disabled_at in store.disabled_webhooks().values():
             print(f"webhook {name}: {reason} (since {_when(disabled_at)})")
+        if store.schema_version >= 3:  # a file the daemon has not yet migrated has none
+            _print_acks_and_silences(store)
+    finally:
+        store.close()
+    return 0
+
+
+def _print_acks_and_silences(store: Store) -> None:
+    now = time.time()
+    open_orders = {k.order.id: k for k in store.open_orders()}
+    acks = [
+        a
+        for a in store.acks()
+        if a.order_id in open_orders
+        and a.covers(
+            open_orders[a.order_id].order.status, open_orders[a.order_id].status_since, now
+        )
+    ]
+    print(f"acknowledged: {len(acks)}")
+    for ack in acks:
+        until = "" if ack.until == float("inf") else f", until {_when(ack.until, future=True)}"
+        print(f"  #{ack.number:<8} {ack.status:<30} {ack.describe()} at {_when(ack.at)}{until}")
+    silences = store.silences(active_at=now)
+    print(f"silences: {len(silences)} active")
+    for silence in silences:
+        comment = f' "{silence.comment}"' if silence.comment else ""
+        print(
+            f"  {silence.id:<4} {silence.describe()} until {_when(silence.ends_at, future=True)}"
+            f"{comment}"
+        )
+    print(f"silenced deliveries: {store.silenced_count()}")
+
+
+def _add_console(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument("--state", metavar="PATH", help="the state file (default: from the config)")
+    ack = commands.add_parser(
+        "ack",
+        parents=[common, state],
+        help="acknowledge a stuck order: its reminders stop",
+        description="Acknowledge order NUMBER in its current status: its stuck reminders stop "
+        "until it leaves the status or the acknowledgement expires.",
+    )
+    ack.add_argument("number", type=int, metavar="NUMBER")
+    ack.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 24h (default: "
+                     "until the order leaves its status)")  # fmt: skip
+    ack.add_argument("--comment", metavar="TEXT")
+    ack.add_argument("--by", metavar="NAME")
+
+    silence = commands.add_parser(
+        "silence",
+        help="hold back deliveries to routes for a while",
+        description="Silences: matching deliveries to routes are recorded as silenced "
+        "instead of being sent. Webhooks are never silenced.",
+    )
+    actions = silence.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
+    add = actions.add_parser(
+        "add", parents=[common, state], help="add a silence (every matcher given must match)"
+    )
+    add.add_argument("--status", action="append", metavar="S")
+    add.add_argument("--order", action="append", type=int, metavar="N")
+    add.add_argument("--route", action="append", metavar="R")
+    add.add_argument("--event", action="append", metavar="KIND", choices=EVENT_KINDS)
+    add.add_argument("--for", dest="duration", required=True, metavar="DURATION")
+    add.add_argument("--comment", metavar="TEXT")
+    actions.add_parser("list", parents=[common, state], help="list active silences")
+    expire = actions.add_parser("expire", parents=[common, state], help="end a silence now")
+    expire.add_argument("id", type=int, metavar="ID")
+
+    summary = commands.add_parser(
+        "summary",
+        parents=[common, state],
+        help="print the summary a route would get now",
+        description="Print the summary a route's [[notify.summaries]] would send now, "
+        "covering the time since the last one.",
+    )
+    summary.add_argument("--route", required=True, metavar="R")
+    summary.add_argument("--dry-run", action="store_true", required=True,
+                         help="print, send nothing (the only mode)")  # fmt: skip
+
+
+def _duration_arg(text: str, flag: str = "--for") -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as error:
+        raise OrderwatchError(f"{flag}: {error}") from None
+    if seconds <= 0:
+        raise OrderwatchError(f"{flag}: must be > 0")
+    return seconds
+
+
+def _cmd_ack(args: argparse.Namespace) -> int:
+    now = time.time()
+    until = now + _duration_arg(args.duration) if args.duration else float("inf")
+    store = Store.open(_state_path(args))
+    try:
+        known = store.order_by_number(args.number)
+        if known is None:
+            raise OrderwatchError(f"ack: no order #{args.number} in the state")
+        if is_final(known.order.status):
+            raise OrderwatchError(
+                f"ack: order #{args.number} is {known.order.status}: nothing to acknowledge"
+            )
+        ack = Ack(
+            known.order.id,
+            known.order.number,
+            known.order.status,
+            known.status_since,
+            now,
+            until,
+            args.by,
+            args.comment,
+        )
+        store.add_ack(ack)
+    finally:
+        store.close()
+    lasting = (
+        "until it leaves" if args.duration is None else f"for {args.duration} or until it leaves"
+    )
+    print(f"order #{ack.number}: {ack.describe()} in {ack.status}; no reminders {lasting} it")
+    return 0
+
+
+def _cmd_silence(args: argparse.Namespace) -> int:
+    now = time.time()
+    store = Store.open(_state_path(args), readonly=args.silence_command == "list")
+    try:
+        if args.silence_command == "add":
+            matchers = (args.status, args.order, args.route, args.event)
+            if not any(matchers):
+                raise OrderwatchError(
+                    "silence add: say what to silence: --status, --order, --route or --event"
+                )
+            statuses = (
+                None if args.status is None else frozenset(canonical_status(s) for s in args.status)
+            )
+            unknown = sorted((statuses or set()) - set(KNOWN_STATUSES))
+            if unknown:
+                raise OrderwatchError(f"silence add: --status: unknown status {', '.join(unknown)}")
+
+            def frozen(values: list[Any] | None) -> frozenset[Any] | None:
+                return None if values is None else frozenset(values)
+
+            silence = Silence(
+                id=0,
+                ends_at=now + _duration_arg(args.duration),
+                statuses=statuses,
+                orders=frozen(args.order),
+                routes=frozen(args.route),
+                events=frozen(args.event),
+                comment=args.comment,
+                created_at=now,
+            )
+            number = store.add_silence(silence)
+            print(
+                f"silence {number}: {silence.describe()} "
+                f"until {_when(silence.ends_at, future=True)}"
+            )
+        elif args.silence_command == "expire":
+            if not store.expire_silence(args.id, now=now):
+                raise OrderwatchError(f"silence expire: no active silence {args.id}")
+            print(f"silence {args.id} expired")
+        else:
+            silences = store.silences(active_at=now)
+            for silence in silences:
+                comment = f' "{silence.comment}"' if silence.comment else ""
+                print(
+                    f"{silence.id:<4} {silence.describe()} until "
+                    f"{_when(silence.ends_at, future=True)}{comment}"
+                )
+            print(f"{len(silences)} active silence(s)")
+    finally:
+        store.close()
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    chosen = [s for s in settings.notify.summaries if s.route == args.route]
+    if not chosen:
+        raise OrderwatchError(f"summary: no [[notify.summaries]] for route {args.route!r}")
+    store = Store.open(_state_path(args), readonly=True)
+    try:
+        for summary in chosen:
+            now = time.time()
+            last = store.summary_sent(summary_key(summary)) if store.schema_version >= 3 else None
+            start = last if last is not None else summary.schedule().last_due(now)
+            event = summary_event(settings, summary, build_summary(store, start, now, now), now)
+            title, body = render(event)
+            print(f"{title}\n\n{body}\n")
     finally:
         store.close()
     return 0
@@ -507,8 +701,6 @@ def _print_budget(store: Store) -> None:
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from orderwatch._sandbox import Faults, Sandbox, World  # noqa: PLC0415
-
     faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})
     world = World(
         seed=args.seed, orders=args.orders, open_orders=args.open, arrival_rate=args.arrival_rate
@@ -547,7 +739,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from orderwatch._demo import run_demo  # noqa: PLC0415
+    from orderwatch._demo import run_demo  # noqa: PLC0415 - loads the service: +60 ms, as run
 
     return run_demo(seed=args.seed, metrics_port=args.metrics_port)
 
@@ -561,6 +753,9 @@ _COMMANDS = {
     "state": _cmd_state,
     "notify-test": _cmd_notify_test,
     "status": _cmd_status,
+    "ack": _cmd_ack,
+    "silence": _cmd_silence,
+    "summary": _cmd_summary,
     "sandbox": _cmd_sandbox,
     "demo": _cmd_demo,
 }

@@ -4,7 +4,9 @@ Names are a contract (dashboards and alerts are written against them):
 ``orderwatch_orders{status}``, ``orderwatch_transitions_total{from_status,to_status}``,
 ``orderwatch_poll_cycles_total``, ``orderwatch_api_requests_total{endpoint,code}``,
 ``orderwatch_last_successful_poll_timestamp_seconds``,
+``orderwatch_malformed_responses_total{endpoint}``, ``orderwatch_malformed_orders_total``,
 ``orderwatch_notifications_total{route,outcome}``, ``orderwatch_notification_queue{state}``,
+``orderwatch_notification_latency_seconds``,
 ``orderwatch_oldest_open_order_age_seconds{status}``,
 ``orderwatch_status_duration_seconds{status}``,
 ``orderwatch_api_request_duration_seconds{endpoint}``, ``orderwatch_poll_cycle_duration_seconds``,
@@ -40,8 +42,9 @@ from prometheus_client.registry import Collector
 
 from orderwatch._exceptions import OrderwatchError
 from orderwatch._models import FINAL_STATUSES, KNOWN_STATUSES
+from orderwatch._version import __version__
 
-__all__ = ["LIFECYCLE_STATES", "Health", "Metrics", "MetricsServer"]
+__all__ = ["Health", "Listener", "Metrics", "MetricsServer"]
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the scrape; nothing here reads them
 
@@ -112,7 +115,7 @@ class Metrics:
         )
         self.list_rereads = Counter(
             "orderwatch_list_rereads",
-            "List pages read again to prove that a walk missed no order (see docs/polling.md).",
+            "List pages read again (or page 1 probed) to prove a walk missed no order.",
             registry=r,
         )
         self.exit_rate = Gauge(
@@ -184,8 +187,6 @@ class Metrics:
             buckets=_REQUEST_BUCKETS,
             registry=r,
         )
-        from orderwatch import __version__  # noqa: PLC0415 - the package imports this module
-
         self.build_info = Gauge(
             "orderwatch_build_info", "orderwatch's version; always 1.", ["version"], registry=r
         )
@@ -263,8 +264,36 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes are not news."""
 
 
-class MetricsServer:
-    """``GET /metrics`` on ``host:port``, served from a thread until :meth:`close`."""
+class Listener:
+    """A WSGI application on ``host:port``, served from a daemon thread until :meth:`close`.
+
+    ``key`` is the setting that chose the address, named when it cannot be used."""
+
+    def __init__(
+        self, host: str, port: int, app: Callable[..., Iterable[bytes]], *, name: str, key: str
+    ) -> None:
+        server_class = _Server6 if ":" in host else _Server
+        try:
+            self._server = make_server(
+                host, port, app, server_class=server_class, handler_class=_QuietHandler
+            )
+        except OSError as error:
+            raise OrderwatchError(
+                f"{key}: cannot listen on {host}:{port}: {error.strerror or error}"
+            ) from None
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class MetricsServer(Listener):
+    """``GET /metrics`` (and ``/healthz``) on ``host:port``, served from a thread until
+    :meth:`close`."""
 
     def __init__(
         self, host: str, port: int, registry: CollectorRegistry, health: Health | None = None
@@ -284,22 +313,4 @@ class MetricsServer:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found: try /metrics or /healthz\n"]
 
-        server_class = _Server6 if ":" in host else _Server
-        try:
-            self._server = make_server(
-                host, port, app, server_class=server_class, handler_class=_QuietHandler
-            )
-        except OSError as error:
-            raise OrderwatchError(
-                f"metrics.listen: cannot listen on {host}:{port}: {error.strerror or error}"
-            ) from None
-        self.port = self._server.server_port
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="orderwatch-metrics", daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(host, port, app, name="orderwatch-metrics", key="metrics.listen")

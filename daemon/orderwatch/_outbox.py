@@ -5,9 +5,12 @@ Rules, all here:
 - Each destination has its own worker and queue, in the order events were detected, so a
   failing or slow destination holds back only itself.
 - A route's queue goes out once its oldest delivery is due (``group_wait`` after detection, or
-  the end of quiet hours for a held one): more than ``digest_threshold`` waiting, or any held,
-  become one digest; otherwise one message each, never more than one a second per route.
-  Webhooks get one POST per event.
+  the end of quiet hours for a held one): as one digest or one message each, as
+  ``_routing.sends_as_digest`` decides (watcher notices and summaries each alone:
+  ``_routing.sent_alone``), never more than one message a second per route. Webhooks get one
+  POST per event.
+- A due delivery to a route that an active silence matches (``_silences.matching_silence``) is
+  recorded as silenced and counted, not sent. Webhooks are never silenced.
 - A failure is tried again after an exponential backoff with jitter (about 2 s, 4 s, 8 s …
   capped at one hour) or after the destination's ``Retry-After``, until the delivery is older
   than its age limit (``notify.max_age`` for routes, 72 h for webhooks): then it is a dead
@@ -28,13 +31,16 @@ from typing import Final
 
 import anyio
 
+from orderwatch._dispatch import DisabledWebhooks
 from orderwatch._metrics import Metrics
 from orderwatch._ratelimit import RateLimiter
+from orderwatch._routing import sends_as_digest, sent_alone
+from orderwatch._silences import matching_silence
 from orderwatch._sinks import Destination, send
 from orderwatch._store import Delivery, Store
 from orderwatch._webhooks import SendOutcome, WebhookSender, payload
 
-__all__ = ["Courier", "due_batch", "next_due", "retry_delay"]
+__all__ = ["Courier", "due_batch", "retry_delay"]
 
 log = logging.getLogger("orderwatch.notify")
 
@@ -72,7 +78,10 @@ def next_due(queue: Sequence[Delivery]) -> float | None:
 
 
 class Courier:
-    """Delivers what the store holds pending: one worker per destination, woken by :meth:`wake`."""
+    """Delivers what the store holds pending: one worker per destination, woken by :meth:`wake`.
+
+    ``clock`` tells the time and ``sleep`` lets it pass: a test hands in a virtual clock.
+    """
 
     def __init__(
         self,
@@ -81,21 +90,24 @@ class Courier:
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         sender: SendApprise = send,
         webhooks: WebhookSender | None = None,
         rng: random.Random | None = None,
-        disabled: set[str] | None = None,
+        disabled: DisabledWebhooks | None = None,
+        on_outcome: Callable[[Destination, str | None], None] = lambda *_: None,
     ) -> None:
         self._store, self._metrics = store, metrics
         self._destinations = {d.key: d for d in destinations}
-        self._clock, self._send = clock, sender
+        self._clock, self._sleep, self._send = clock, sleep, sender
         self._webhooks = webhooks
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self.disabled = disabled if disabled is not None else set()
+        self._disabled = disabled if disabled is not None else DisabledWebhooks(store)
         self._wake = anyio.Event()
         self._failing: set[str] = set()
         self._pace: dict[str, RateLimiter] = {}
         self._workers: set[str] = set()
+        self._on_outcome = on_outcome  # every send's result (None: accepted), for the watcher
 
     def configure(self, destinations: Sequence[Destination]) -> None:
         """Use ``destinations`` from now on (a reload)."""
@@ -129,26 +141,14 @@ class Courier:
                 due = next_due(self._store.pending_deliveries_for(key))
                 if due is None:
                     return
-                await anyio.sleep(min(max(due - self._clock(), 0.05), _IDLE_CHECK))
+                await self._sleep(min(max(due - self._clock(), 0.05), _IDLE_CHECK))
         finally:
             self._workers.discard(key)
             self._metrics.set_queue(self._store.queue_counts())
 
-    async def deliver_due(self) -> float | None:
-        """One round over every destination; when the earliest remaining delivery is due."""
-        pending = self._store.pending_deliveries()
-        now = self._clock()
-        async with anyio.create_task_group() as group:
-            for key, queue in groupby(pending, key=lambda d: d.destination):
-                group.start_soon(self._deliver_queue, key, list(queue), now)
-        self._metrics.set_queue(self._store.queue_counts())
-        remaining = self._store.pending_deliveries()
-        queues = [next_due(list(q)) for _, q in groupby(remaining, key=lambda d: d.destination)]
-        return min((t for t in queues if t is not None), default=None)
-
     async def _deliver_queue(self, key: str, queue: list[Delivery], now: float) -> None:
         destination = self._destinations.get(key)
-        if destination is None or key in self.disabled:
+        if destination is None or key in self._disabled:
             reason = "destination no longer configured" if destination is None else "disabled"
             self._dead(queue, reason, now)
             log.warning(
@@ -156,20 +156,48 @@ class Courier:
                 len(queue), queue[0].route, reason,
             )  # fmt: skip
             return
-        batch = due_batch(queue, now)
+        batch = self._unsilenced(destination, due_batch(queue, now), now)
         if not batch:
             return
-        policy = destination.policy
-        digest = destination.kind == "apprise" and (
-            any(d.held for d in batch)
-            or (policy.digest_threshold is not None and len(batch) > policy.digest_threshold)
-        )
-        if digest and len(batch) > 1:
+        alone = [d for d in batch if sent_alone(d.stored.event)]
+        batch = [d for d in batch if not sent_alone(d.stored.event)]
+        for delivery in alone:
+            if not await self._attempt(destination, [delivery]):
+                return
+        if sends_as_digest(destination.policy, len(batch), held=any(d.held for d in batch)):
             await self._attempt(destination, batch)
             return
         for delivery in batch:
             if not await self._attempt(destination, [delivery]):
                 return
+
+    def _unsilenced(
+        self, destination: Destination, batch: list[Delivery], now: float
+    ) -> list[Delivery]:
+        """Record the deliveries an active silence matches as silenced; the rest go out.
+        Webhooks are never silenced: machines must see everything."""
+        if destination.kind != "apprise" or not batch:
+            return batch
+        silences = self._store.silences(active_at=now)
+        if not silences:
+            return batch
+        kept: list[Delivery] = []
+        for delivery in batch:
+            event = delivery.stored.event
+            silence = matching_silence(
+                silences,
+                route=destination.route,
+                kind=event.kind,
+                status=None if event.note else event.order.status,
+                number=None if event.note else event.order.number,
+                now=now,
+            )
+            if silence is None:
+                kept.append(delivery)
+                continue
+            self._store.mark_silenced([delivery], silence.id, now=now)
+            self._metrics.notifications.labels(route=destination.route, outcome="silenced").inc()
+        return kept
 
     async def _attempt(self, destination: Destination, batch: list[Delivery]) -> bool:
         if destination.kind == "apprise":
@@ -181,7 +209,7 @@ class Courier:
         # A send that started is finished and recorded, even when shutdown is under way.
         with anyio.CancelScope(shield=True):
             outcome = await self._send_batch(destination, batch)
-            delivered = self._record(destination, batch, outcome)
+            delivered = self._settle(destination, batch, outcome)
         return delivered  # noqa: RET504 - returned outside the shielded scope on purpose
 
     async def _send_batch(self, destination: Destination, batch: list[Delivery]) -> SendOutcome:
@@ -198,11 +226,14 @@ class Courier:
             title, body = templates.render_digest([(d.stored.event, d.stored.id) for d in batch])
         return SendOutcome(error=await self._send(destination, title, body))
 
-    def _record(
+    def _settle(
         self, destination: Destination, batch: list[Delivery], outcome: SendOutcome
     ) -> bool:
+        """Settle ``batch`` by ``outcome``: sent, tried again later, or dead. True when nothing
+        of it is left to retry (the queue may go on)."""
         now = self._clock()
         route = destination.route
+        self._on_outcome(destination, outcome.error)
         if outcome.ok:
             self._store.mark_sent(batch, now=now)
             self._metrics.notifications.labels(route=route, outcome="sent").inc(len(batch))
@@ -215,8 +246,7 @@ class Courier:
         error = outcome.error or "failed"
         self._metrics.notifications.labels(route=route, outcome="failed").inc(len(batch))
         if outcome.gone:
-            self.disabled.add(destination.key)
-            killed = self._store.disable_webhook(
+            killed = self._disabled.disable(
                 destination.key, route, "disabled: the receiver answered 410 Gone", now=now
             )
             self._metrics.notifications.labels(route=route, outcome="dead").inc(killed)

@@ -28,7 +28,7 @@ from orderwatch._models import is_final
 from orderwatch._quota import RequestLedger
 from orderwatch._rates import RateLearner
 
-__all__ = ["PLANNED_SHARE", "Pacer", "PacingPlan", "open_units", "plan_summary"]
+__all__ = ["Pacer", "PacingPlan", "open_units", "plan_summary"]
 
 log = logging.getLogger("orderwatch")
 

@@ -1,4 +1,4 @@
-"""A simulated Orders API on loopback, faithful to ``shared/orders-api.md``.
+"""A simulated Orders API on loopback, faithful to ``docs/orders-api.md``.
 
 :class:`World` is the data and its lifecycle, deterministic for a seed: each :meth:`World.step`
 may add new orders at the head, move open orders one step along the documented path
@@ -6,7 +6,7 @@ may add new orders at the head, move open orders one step along the documented p
 Delivered) and cancel a few. :class:`Sandbox` serves it over HTTP: ``POST /connect/token``,
 ``GET /v1/orders?page=N`` (newest first, 20 a page, list key ``data`` or ``orders``) and
 ``GET /v1/orders/{id}/status``. Its ``history`` records every change, for tests to compare
-with what was announced, and when it happened (``Change.at``, by the world's clock).
+with what was announced, and when it happened (``WorldChange.at``, by the world's clock).
 
 :class:`ShopDay` is a world with a realistic day instead of steps: orders arrive at the head,
 busier in working hours, and leave each status after a random time whose mean depends on the
@@ -30,24 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Final, Self
+from typing import Final, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from orderwatch._models import PAGE_SIZE
 
-__all__ = [
-    "Change",
-    "DayPace",
-    "Faults",
-    "Reply",
-    "Sandbox",
-    "SandboxApp",
-    "SandboxOrder",
-    "ShopDay",
-    "World",
-]
+__all__ = ["DayPace", "Faults", "Sandbox", "SandboxApp", "ShopDay", "World", "WorldChange"]
 
 _NEXT: Final = {
     "Created": ("Payed",),
@@ -80,8 +70,9 @@ class SandboxOrder:
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
-    """One change in the world: ``previous`` is None for a new order."""
+class WorldChange:
+    """One change in the sandbox's world (not a detected :class:`~orderwatch._detect.Change`):
+    ``previous`` is None for a new order."""
 
     order_id: str
     number: int
@@ -101,12 +92,12 @@ class World:
     move_rate: float = 0.25  # chance an open order moves on in a step
     cancel_rate: float = 0.03  # chance an open order is cancelled in a step
     number_step: int = 1  # numbers grow by 1 to this many (orders of other accounts between)
-    clock: Callable[[], float] = time.time  # stamps each change (``Change.at``)
+    clock: Callable[[], float] = time.time  # stamps each change (``WorldChange.at``)
     rng: random.Random = field(init=False)
     newest_first: list[SandboxOrder] = field(init=False, default_factory=list)
     by_id: dict[str, SandboxOrder] = field(init=False, default_factory=dict)
     open_ids: list[str] = field(init=False, default_factory=list)
-    history: list[Change] = field(init=False, default_factory=list)
+    history: list[WorldChange] = field(init=False, default_factory=list)
     _next_number: int = field(init=False, default=3000)
 
     def __post_init__(self) -> None:
@@ -141,14 +132,14 @@ class World:
         self.by_id[order.id] = order
         if order.status in _NEXT:
             self.open_ids.append(order.id)
-        self.history.append(Change(order.id, order.number, None, order.status, self.now()))
+        self.history.append(WorldChange(order.id, order.number, None, order.status, self.now()))
         return order
 
     def set_status(self, order_id: str, status: str) -> None:
         order = self.by_id[order_id]
         if order.status == status:
             return
-        self.history.append(Change(order.id, order.number, order.status, status, self.now()))
+        self.history.append(WorldChange(order.id, order.number, order.status, status, self.now()))
         order.status = status
         if status not in _NEXT and order_id in self.open_ids:
             self.open_ids.remove(order_id)
@@ -156,10 +147,10 @@ class World:
             self.open_ids.append(order_id)
 
     def now(self) -> float:
-        """When a change made now happens (``Change.at``)."""
+        """When a change made now happens (``WorldChange.at``)."""
         return self.clock()
 
-    def step(self) -> list[Change]:
+    def step(self) -> list[WorldChange]:
         """One tick of the lifecycle; returns what changed."""
         start = len(self.history)
         for order_id in list(self.open_ids):
@@ -277,7 +268,7 @@ class ShopDay(World):
         when it is due, even if the world catches up with it later."""
         return self.start + self.shop_time / self.speed
 
-    def advance_to(self, until: float) -> list[Change]:
+    def advance_to(self, until: float) -> list[WorldChange]:
         """Apply everything due by shop time ``until``; returns what changed."""
         first = len(self.history)
         while True:
@@ -296,7 +287,7 @@ class ShopDay(World):
         self.shop_time = max(self.shop_time, until)
         return self.history[first:]
 
-    def step(self) -> list[Change]:
+    def step(self) -> list[WorldChange]:
         """Catch up with the clock."""
         return self.advance_to((self.clock() - self.start) * self.speed)
 
@@ -353,12 +344,16 @@ class SandboxApp:
         faults: Faults | None = None,
         fault_seed: int = 0,
         etags: bool = True,
+        credentials_error: Literal["invalid_request", "invalid_client"] = "invalid_request",
     ) -> None:
         self.world = world or World()
         self.etags = etags  # answer If-None-Match with 304, as an API with ETags would
         self.list_key = list_key
         self.token_lifetime = token_lifetime
         self.client_id, self.client_secret = client_id, client_secret
+        # Bad credentials: the API's documented 400 invalid_request, or OAuth2's 401
+        # invalid_client (docs/orders-api.md: either may come).
+        self.credentials_error = credentials_error
         self.faults = faults or Faults()
         self.lock = threading.RLock()
         self.requests: Counter[str] = Counter()
@@ -374,6 +369,13 @@ class SandboxApp:
         token = secrets.token_urlsafe(24)
         self._tokens[token] = time.monotonic() + self.token_lifetime
         return token
+
+    def rotate_secret(self, secret: str) -> None:
+        """Accept only ``secret`` from now on and revoke every token issued, as rotating a
+        client secret does."""
+        with self.lock:
+            self.client_secret = secret
+            self._tokens.clear()
 
     def token_valid(self, header: str | None) -> bool:
         if not header or not header.startswith("Bearer "):
@@ -436,7 +438,8 @@ class SandboxApp:
                 and form.get("client_secret") == [self.client_secret]
             )
             if not ok:
-                return _json(400, {"error": "invalid_request"})
+                code = 401 if self.credentials_error == "invalid_client" else 400
+                return _json(code, {"error": self.credentials_error})
             return _json(
                 200,
                 {
@@ -571,7 +574,7 @@ class Sandbox(SandboxApp):
         if self._ticker is not None:
             self._ticker.join(timeout=5)
 
-    def step(self, times: int = 1) -> list[Change]:
+    def step(self, times: int = 1) -> list[WorldChange]:
         with self.lock:
             return [change for _ in range(times) for change in self.world.step()]
 

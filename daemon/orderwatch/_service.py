@@ -1,11 +1,18 @@
-"""The daemon: the poll loop, the courier and the metrics listener in one anyio task group.
+"""The daemon: the poll loop, the courier, the console's clock and the listeners in one anyio
+task group.
 
+- :func:`build_parts` builds what the daemon is made of (state file, API client, webhook sender,
+  courier, dispatch, poller, console, metrics listener, ack page) from one configuration, and
+  closes it again.
 - SIGTERM or SIGINT stops it: no new cycle or send starts, sends already under way finish and
-  are recorded, the state file is closed, and :meth:`Service.run` returns.
+  are recorded, the state file is closed, and :meth:`Service.run` returns, within
+  :data:`STOP_TIMEOUT` seconds.
 - SIGHUP reloads routes, webhooks, ``notify`` settings, stuck-order alerts and poll settings from
   the same file, keeping state and pending deliveries; an invalid file is rejected with its
   reasons logged, and the running configuration stays. Changes to ``[api]``, ``[state]``,
-  ``[metrics]`` and ``[log]`` need a restart (said in the log).
+  ``[metrics]``, ``[web]`` and ``[log]`` need a restart (said in the log).
+- Every poll's outcome and every send's go to the console (:mod:`_console`), which announces
+  outages and summaries; its clock checks what is due every :data:`_CONSOLE_TICK` seconds.
 - Under systemd it speaks sd_notify: ``READY=1`` once the first cycle has finished, ``STATUS=``
   after each cycle, ``WATCHDOG=1`` from the poll loop itself, ``RELOADING=1``, ``STOPPING=1``.
 """
@@ -15,7 +22,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,13 +33,17 @@ import anyio
 import httpx
 import stamina.instrumentation
 
+from orderwatch._acklink import AckLinks
 from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._console import Console, StateDesk
+from orderwatch._detect import Event
+from orderwatch._dispatch import DisabledWebhooks, Dispatcher
 from orderwatch._exceptions import (
     ApiError,
     ConfigError,
     CredentialsError,
-    OrderwatchError,
     StateError,
+    first_orderwatch_error,
 )
 from orderwatch._logging import redactor
 from orderwatch._metrics import Health, Metrics, MetricsServer
@@ -41,18 +53,25 @@ from orderwatch._planner import next_interval
 from orderwatch._poller import Poller
 from orderwatch._quota import RequestLedger, ledger_path
 from orderwatch._settings import Settings, load_settings
-from orderwatch._sinks import destinations_for, secrets_in
+from orderwatch._sinks import Destination, destinations_for, secrets_in
 from orderwatch._store import Store
 from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
+from orderwatch._watcher import api_failure_reason
+from orderwatch._web import AckPage, WebServer
 from orderwatch._webhooks import WebhookSender
 
-__all__ = ["Service", "ServiceOptions", "run_service"]
+__all__ = ["STOP_TIMEOUT", "Service", "ServiceOptions", "build_parts", "run_service"]
 
 log = logging.getLogger("orderwatch")
 
+_CONSOLE_TICK: Final = 15.0  # seconds between checks for due notices and summaries
 _MAX_NAP: Final = 5.0  # the loop wakes at least this often while it waits (watchdog, reload)
-_RESTART_SECTIONS: Final = ("api", "state", "metrics", "log")
+_RESTART_SECTIONS: Final = ("api", "state", "metrics", "web", "log")
+# How long a stop may take, in seconds: a send already under way is finished and recorded, and a
+# webhook's may use its whole 15 s timeout (_webhooks.TIMEOUT). The systemd unit's
+# TimeoutStopSec and the container stop timeout in docs/deploy.md give the daemon this long.
+STOP_TIMEOUT: Final = 20.0
 
 
 def stuck_rules(settings: Settings) -> list[StuckRule]:
@@ -86,21 +105,173 @@ async def run_service(settings: Settings, options: ServiceOptions | None = None)
         await Service(settings, options or ServiceOptions()).run()
     except BaseExceptionGroup as group:
         # A task's OrderwatchError is the one-line story the user needs, not the group.
-        first = _first_orderwatch_error(group)
+        first = first_orderwatch_error(group)
         if first is None:
             raise
         raise first from None
 
 
-def _first_orderwatch_error(group: BaseExceptionGroup[BaseException]) -> OrderwatchError | None:
-    for error in group.exceptions:
-        if isinstance(error, OrderwatchError):
-            return error
-        if isinstance(error, BaseExceptionGroup):
-            found = _first_orderwatch_error(error)
-            if found is not None:
-                return found
-    return None
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What a running daemon is made of, built from one configuration by :func:`build_parts`."""
+
+    store: Store
+    api: OrdersApi
+    webhooks: WebhookSender
+    courier: Courier
+    disabled: DisabledWebhooks
+    dispatch: Dispatcher
+    poller: Poller
+    console: Console
+    metrics_server: MetricsServer | None
+    web: WebServer | None
+    pacer: Pacer | None = None  # the request budget (poll.budget)
+
+
+def ack_links(settings: Settings) -> Callable[[Event], str | None] | None:
+    """The maker of the ack link a stuck alert carries; None without ``[web]`` (no link)."""
+    if settings.web is None:
+        return None
+    return AckLinks(settings.web.public_url, settings.web.secret.get_secret_value()).for_event
+
+
+def destinations_of(
+    settings: Settings, disabled: DisabledWebhooks, links: Callable[[Event], str | None] | None
+) -> list[Destination]:
+    """The destinations of ``settings`` (stuck alerts carry ``links``); their credentials join
+    the log redactor, and a webhook disabled (410 Gone) stays so only while its configuration
+    is unchanged."""
+    destinations = destinations_for(settings.notify, links)
+    redactor.add(*secrets_in(destinations))
+    disabled.keep_only([d.key for d in destinations if d.kind == "webhook"])
+    return destinations
+
+
+@asynccontextmanager
+async def build_parts(
+    settings: Settings,
+    options: ServiceOptions,
+    *,
+    metrics: Metrics,
+    health: Health,
+    notifier: SystemdNotifier,
+    on_stop: Callable[[], None] = lambda: None,
+) -> AsyncIterator[Parts]:
+    """Open the state file, the metrics listener and the API client, and wire the courier and
+    the poller to them; on exit everything is closed again, the state file last. ``on_stop`` is
+    called on the way out, once the API client is closed and before the rest is; nothing is
+    called (or logged as stopped) when the state file itself cannot be opened.
+
+    Raises :class:`~orderwatch.OrderwatchError` for what the daemon cannot run with (an unusable
+    state file, a metrics port in use).
+    """
+
+    def observe_api(endpoint: str, code: str, seconds: float) -> None:
+        metrics.observe_api(endpoint, code, seconds)
+        notifier.watchdog()  # every answered request is the loop making progress
+
+    def on_page() -> None:
+        health.last_progress = time.time()
+        notifier.watchdog()
+
+    async with AsyncExitStack() as stack:
+        store = Store.open(settings.state.path, exclusive=True)
+        stack.callback(log.info, "orderwatch stopped")
+        stack.callback(store.close)
+        webhooks = WebhookSender()
+        stack.push_async_callback(_close_shielded, webhooks)
+        stack.callback(on_stop)
+        disabled = DisabledWebhooks(store)
+        destinations = destinations_of(settings, disabled, ack_links(settings))
+        for name, reason, _ in store.disabled_webhooks().values():
+            log.warning("notify: webhook %s stays %s", name, reason)
+        server = None
+        if settings.metrics.address is not None:
+            host, port = settings.metrics.address
+            server = MetricsServer(host, port, metrics.registry, health)
+            stack.callback(server.close)
+            options.on_metrics_port(server.port)
+            log.info("metrics on http://%s:%d/metrics", host, server.port)
+            if host not in {"127.0.0.1", "localhost", "::1"}:
+                log.warning("metrics: listening on %s, reachable beyond this machine", host)
+        web = _ack_page(settings)
+        if web is not None:
+            stack.callback(web.close)
+        pacer = pacer_for(settings)
+        if pacer is not None:
+            stack.callback(pacer.ledger.close)
+        api = await stack.enter_async_context(
+            OrdersApi(
+                settings.api,
+                transport=options.transport,
+                retry=options.retry,
+                observe=observe_api,
+                on_secret=redactor.add,
+                on_malformed=lambda e: metrics.malformed_responses.labels(endpoint=e).inc(),
+                before_request=None if pacer is None else pacer.ledger.acquire,
+            )
+        )
+        dispatch = Dispatcher(
+            store,
+            destinations,
+            disabled=disabled,
+            stuck_rules=stuck_rules(settings),
+            # the courier is built last (it reports to the console): woken once it exists
+            on_committed=lambda _: courier.wake(),
+        )
+        poller = Poller(
+            api,
+            store,
+            dispatch,
+            metrics,
+            announce_initial=settings.notify.initial,
+            on_page=on_page,
+            concurrency=settings.api.concurrency,
+            reconcile=settings.poll.full_sync_interval,
+            pacer=pacer,
+        )
+        console = Console(store, settings, destinations, dispatch, on_blind=poller.mark_gap)
+        courier = Courier(
+            store,
+            destinations,
+            metrics,
+            webhooks=webhooks,
+            disabled=disabled,
+            on_outcome=console.delivery_outcome,
+        )
+        log.info(
+            "orderwatch started: watching %s every %gs, %d destinations, state %s",
+            settings.api.base_url,
+            settings.poll.interval,
+            len(destinations),
+            settings.state.path,
+        )
+        yield Parts(
+            store, api, webhooks, courier, disabled, dispatch, poller, console, server, web, pacer
+        )
+
+
+def _ack_page(settings: Settings) -> WebServer | None:
+    """The ack page's listener, with ``[web]`` and a ``web.listen`` address."""
+    if settings.web is None or settings.web.address is None:
+        return None
+    host, port = settings.web.address
+    page = AckPage(StateDesk(settings.state.path), settings.web.secret.get_secret_value())
+    web = WebServer(host, port, page)
+    log.info("ack page on http://%s:%d/ack/… for %s", host, web.port, settings.web.public_url)
+    return web
+
+
+async def _console_clock(console: Console) -> None:
+    """Watcher notices and summaries fall due between polls too."""
+    while True:
+        await anyio.sleep(_CONSOLE_TICK)
+        console.tick()
+
+
+async def _close_shielded(webhooks: WebhookSender) -> None:
+    with anyio.CancelScope(shield=True):
+        await webhooks.aclose()
 
 
 class Service:
@@ -116,10 +287,11 @@ class Service:
         self.notifier = SystemdNotifier()
         self.metrics = Metrics()
         self.health = Health(settings.poll.interval)
+        self.parts: Parts | None = None  # while :meth:`run` runs
         self._last_poll = "not yet"
         self._early_signal: int | None = None
+        self._stopping = False
         self._interval = settings.poll.interval
-        self.pacer: Pacer | None = None
 
     def _catch_early_signals(self) -> None:
         """Until the signal receiver runs, remember a SIGTERM/SIGINT instead of dying of it."""
@@ -135,104 +307,51 @@ class Service:
         if options.handle_signals:
             self._catch_early_signals()
         stamina.instrumentation.set_on_retry_hooks([])  # the client logs retries once per streak
-        destinations = destinations_for(settings.notify)
-        api_secrets = (settings.api.client_secret, settings.api.token)
-        redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
-        redactor.add(*secrets_in(destinations))
+        secrets = (
+            settings.api.client_secret,
+            settings.api.token,
+            None if settings.web is None else settings.web.secret,
+        )
+        redactor.add(*(s.get_secret_value() for s in secrets if s is not None))
         self.metrics.lifecycle.state("starting")
-
-        store = Store.open(settings.state.path, exclusive=True)
-        webhooks = WebhookSender()
-        server = None
-        self.pacer = pacer_for(settings)
-        try:
-            store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
-            disabled = set(store.disabled_webhooks())
-            for name, reason, _ in store.disabled_webhooks().values():
-                log.warning("notify: webhook %s stays %s", name, reason)
-            if settings.metrics.address is not None:
-                host, port = settings.metrics.address
-                server = MetricsServer(host, port, self.metrics.registry, self.health)
-                options.on_metrics_port(server.port)
-                log.info("metrics on http://%s:%d/metrics", host, server.port)
-                if host not in {"127.0.0.1", "localhost", "::1"}:
-                    log.warning("metrics: listening on %s, reachable beyond this machine", host)
-            async with OrdersApi(
-                settings.api,
-                transport=options.transport,
-                retry=options.retry,
-                observe=self._observe_api,
-                on_secret=redactor.add,
-                on_malformed=lambda e: self.metrics.malformed_responses.labels(endpoint=e).inc(),
-                before_request=None if self.pacer is None else self.pacer.ledger.acquire,
-            ) as api:
-                self.api, self.store = api, store
-                self.courier = Courier(
-                    store, destinations, self.metrics, webhooks=webhooks, disabled=disabled
-                )
-                self.poller = Poller(
-                    api,
-                    store,
-                    destinations,
-                    self.metrics,
-                    announce_initial=settings.notify.initial,
-                    on_committed=lambda _: self.courier.wake(),
-                    on_page=self._on_page,
-                    stuck_rules=stuck_rules(settings),
-                    concurrency=settings.api.concurrency,
-                    reconcile=settings.poll.full_sync_interval,
-                    disabled=disabled,
-                    pacer=self.pacer,
-                )
-                log.info(
-                    "orderwatch started: watching %s every %gs, %d destinations, state %s",
-                    settings.api.base_url,
-                    settings.poll.interval,
-                    len(destinations),
-                    settings.state.path,
-                )
+        async with build_parts(
+            settings,
+            options,
+            metrics=self.metrics,
+            health=self.health,
+            notifier=self.notifier,
+            on_stop=self._begin_stopping,
+        ) as parts:
+            self.parts = parts
+            try:
                 async with anyio.create_task_group() as group:
                     if options.handle_signals:
                         group.start_soon(self._handle_signals, group.cancel_scope)
-                    group.start_soon(self.courier.run)
-                    group.start_soon(self._poll_forever)
-        finally:
-            self.metrics.lifecycle.state("stopping")
-            self.notifier.stopping()
-            if server is not None:
-                server.close()
-            with anyio.CancelScope(shield=True):
-                await webhooks.aclose()
-            if self.pacer is not None:
-                self.pacer.ledger.close()
-            store.close()
-            log.info("orderwatch stopped")
+                    group.start_soon(parts.courier.run)
+                    group.start_soon(self._poll_forever, parts)
+                    group.start_soon(_console_clock, parts.console)
+            finally:
+                self.parts = None
 
     # -- the poll loop ----------------------------------------------------------------------
 
-    def _observe_api(self, endpoint: str, code: str, seconds: float) -> None:
-        self.metrics.observe_api(endpoint, code, seconds)
-        self.notifier.watchdog()  # every answered request is the loop making progress
-
-    def _on_page(self) -> None:
-        self.health.last_progress = time.time()
-        self.notifier.watchdog()
-
-    async def _poll_forever(self) -> None:
+    async def _poll_forever(self, parts: Parts) -> None:
+        api, store, poller = parts.api, parts.store, parts.poller
         failing: str | None = None
         first = True
         while True:
             started = anyio.current_time()
-            requests_before = self.api.requests_made
-            self.metrics.lifecycle.state("running" if self.store.baseline_done else "syncing")
+            requests_before = api.requests_made
+            self.metrics.lifecycle.state("running" if store.first_sync_done else "syncing")
             outcome, changed = "ok", False
             try:
-                report = await self.poller.cycle()
+                report = await poller.cycle()
             except StateError as error:
                 self.health.store_error = str(error)
                 raise
             except ApiError as error:
                 outcome = "failed"
+                parts.console.poll_outcome(api_failure_reason(error))
                 if failing != str(error):
                     if isinstance(error, CredentialsError):
                         log.error("%s", error)  # noqa: TRY400 - the message is the whole story
@@ -243,6 +362,7 @@ class Service:
                 if failing is not None:
                     log.info("poll succeeded again")
                 failing = None
+                parts.console.poll_outcome(None)
                 changed = bool(report.new_orders or report.transitions)
                 now = time.time()
                 self.health.last_success = now
@@ -254,37 +374,28 @@ class Service:
                     report.requests,
                     report.new_orders,
                     report.transitions,
-                    self.poller.open_count,
+                    poller.open_count,
                 )
             self.metrics.poll_cycles.inc()
             self.metrics.poll_cycle_duration.observe(anyio.current_time() - started)
-            self.metrics.poll_requests.observe(self.api.requests_made - requests_before)
-            self.metrics.set_oldest_open(self.store.oldest_open_since())
-            queue = self.store.queue_counts()
+            self.metrics.poll_requests.observe(api.requests_made - requests_before)
+            self.metrics.set_oldest_open(store.oldest_open_since())
+            queue = store.queue_counts()
             self.metrics.set_queue(queue)
             self._last_poll = f"{datetime.now().astimezone():%H:%M:%S} {outcome}"
-            status = self._status_line(queue["pending"])
+            status = self._status_line(parts)
             if first:
                 self.notifier.ready(status)
                 first = False
             else:
                 self.notifier.status(status)
-            poll = self.settings.poll
-            if self.pacer is not None:
-                self._interval = self.pacer.wait(time.time())  # when the next unit falls due
-            else:
-                self._interval = next_interval(
-                    self._interval,
-                    changed=changed,
-                    interval=poll.interval,
-                    min_interval=poll.min_interval,
-                )
+            self._interval = self._next_wait(parts, changed=changed)
             await self._wait_for_next_cycle(started)
 
-    def _status_line(self, pending: int) -> str:
+    def _status_line(self, parts: Parts) -> str:
         return (
-            f"tracking {self.poller.open_count} open orders; last poll {self._last_poll}; "
-            f"{pending} deliveries pending"
+            f"tracking {parts.poller.open_count} open orders; last poll {self._last_poll}; "
+            f"{parts.store.queue_counts()['pending']} deliveries pending"
         )
 
     async def _wait_for_next_cycle(self, started: float) -> None:
@@ -298,16 +409,27 @@ class Service:
             nap = min(remaining, _MAX_NAP, self.notifier.watchdog_interval or _MAX_NAP)
             await anyio.sleep(nap)
 
-    def _rebudget(self, new: Settings) -> None:
+    def _next_wait(self, parts: Parts, *, changed: bool) -> float:
+        """Seconds to the next cycle: when the budget's next unit falls due, else as
+        ``poll.interval`` and ``poll.min_interval`` say."""
+        if parts.pacer is not None:
+            return parts.pacer.wait(time.time())
+        poll = self.settings.poll
+        return next_interval(
+            self._interval, changed=changed, interval=poll.interval, min_interval=poll.min_interval
+        )
+
+    def _rebudget(self, new: Settings, parts: Parts) -> None:
         """A reload's ``poll.budget`` and ``poll.interval`` for a running pacer; turning the
         budget on or off takes a restart (the client's ledger is set up at start)."""
-        if (new.poll.budget is None) != (self.pacer is None):
+        pacer = parts.pacer
+        if (new.poll.budget is None) != (pacer is None):
             log.warning("reload: turning poll.budget on or off takes effect at restart")
             return
-        if self.pacer is not None and new.poll.budget is not None:
-            self.pacer.budget = self.pacer.ledger.per_hour = new.poll.budget
-            self.pacer.floor_period = new.poll.interval
-            self.pacer.shortest = new.poll.min_interval or new.poll.interval / 60
+        if pacer is not None and new.poll.budget is not None:
+            pacer.budget = pacer.ledger.per_hour = new.poll.budget
+            pacer.floor_period = new.poll.interval
+            pacer.shortest = new.poll.min_interval or new.poll.interval / 60
             self.metrics.poll_budget.set(new.poll.budget)
 
     # -- signals ----------------------------------------------------------------------------
@@ -317,8 +439,7 @@ class Service:
             if self._early_signal is not None:  # it came while the daemon was starting
                 name = signal.Signals(self._early_signal).name
                 log.info("%s received during start: stopping", name)
-                self.metrics.lifecycle.state("stopping")
-                self.notifier.stopping()
+                self._begin_stopping()
                 scope.cancel()
                 return
             async for signum in signals:
@@ -326,14 +447,31 @@ class Service:
                     self.reload()
                     continue
                 log.info("%s received: stopping", signal.Signals(signum).name)
-                self.metrics.lifecycle.state("stopping")
-                self.notifier.stopping()
+                self._begin_stopping()
                 scope.cancel()
                 return
 
+    def _begin_stopping(self) -> None:
+        """Tell metrics and systemd, once, that the daemon is stopping."""
+        if not self._stopping:
+            self._stopping = True
+            self.metrics.lifecycle.state("stopping")
+            self.notifier.stopping()
+
     def reload(self) -> None:
-        """Apply ``[notify]``, ``[alerts]`` and ``[poll]`` from the config file again."""
+        """Apply ``[notify]``, ``[alerts]`` and ``[poll]`` from the config file again.
+
+        Routes and webhooks (a changed webhook is enabled again), ``notify.initial``,
+        ``notify.watcher_after``, summaries, stuck-order alerts, ``poll.interval``,
+        ``poll.min_interval`` and ``poll.full_sync_interval`` take effect at once; state and
+        pending deliveries stay. A file that does not validate changes nothing. Other sections
+        are compared and reported as needing a restart.
+        """
+        parts = self.parts
         path = self.options.config_path
+        if parts is None:
+            log.warning("reload: the daemon is not running")
+            return
         if path is None:
             log.warning("reload: no configuration file to read again")
             return
@@ -345,24 +483,21 @@ class Service:
                 log.error("reload rejected: %s", problem)  # noqa: TRY400 - no traceback wanted
             log.error("reload rejected: the running configuration stays")  # noqa: TRY400
         else:
-            destinations = destinations_for(new.notify)
-            redactor.add(*secrets_in(destinations))
-            self.store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
-            self.courier.disabled.intersection_update(self.store.disabled_webhooks())
-            self.poller.configure(
-                destinations,
-                announce_initial=new.notify.initial,
-                stuck_rules=stuck_rules(new),
-                reconcile=new.poll.full_sync_interval,
+            # [web] needs a restart: the links stay those of the running configuration
+            destinations = destinations_of(new, parts.disabled, ack_links(self.settings))
+            parts.dispatch.configure(destinations, stuck_rules(new))
+            parts.poller.configure(
+                announce_initial=new.notify.initial, reconcile=new.poll.full_sync_interval
             )
-            self.courier.configure(destinations)
-            self._rebudget(new)
-            self.courier.wake()
+            parts.courier.configure(destinations)
+            self._rebudget(new, parts)
+            parts.courier.wake()
             self.health.interval = new.poll.interval
             stale = [n for n in _RESTART_SECTIONS if getattr(new, n) != getattr(self.settings, n)]
             self.settings = self.settings.model_copy(
                 update={"notify": new.notify, "poll": new.poll, "alerts": new.alerts}
             )
+            parts.console.configure(self.settings, destinations)
             log.info(
                 "configuration reloaded: %d routes, %d webhooks, %d destinations, every %gs",
                 len(new.notify.routes),
@@ -373,4 +508,4 @@ class Service:
             if stale:
                 log.warning("reload: changes to [%s] take effect at restart", "], [".join(stale))
         finally:
-            self.notifier.ready(self._status_line(self.store.queue_counts()["pending"]))
+            self.notifier.ready(self._status_line(parts))

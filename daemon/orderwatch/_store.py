@@ -26,13 +26,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from orderwatch._detect import Change, Event, KnownOrder, NewOrder
+from orderwatch._detect import Change, Event, KnownOrder, NewOrder, Note
 from orderwatch._exceptions import StateError
-from orderwatch._models import Order, is_final
+from orderwatch._models import FINAL_STATUSES, Order, is_final
+from orderwatch._silences import Ack, Silence
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Delivery", "Store", "StoredEvent", "Target"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
+_FINAL_IN_SQL: Final = ", ".join(f"'{status}'" for status in sorted(FINAL_STATUSES))
 
 # One script per schema version; a file at version N runs scripts N+1 … SCHEMA_VERSION in one
 # transaction. Never edit a released script: add the next one.
@@ -99,15 +101,71 @@ CREATE TABLE disabled_webhooks (
 CREATE INDEX events_order ON events (order_id, kind);
 CREATE INDEX deliveries_dead ON deliveries (destination) WHERE state = 'dead';
 """,
+    3: """
+ALTER TABLE events ADD COLUMN acknowledged TEXT;
+ALTER TABLE events ADD COLUMN note_json TEXT;
+CREATE INDEX events_time ON events (detected_at);
+CREATE TABLE deliveries_v3 (
+    event_seq       INTEGER NOT NULL REFERENCES events (seq),
+    route           TEXT NOT NULL,
+    destination     TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'dead', 'silenced')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error      TEXT,
+    done_at         REAL,
+    held            INTEGER NOT NULL DEFAULT 0,
+    age_from        REAL,
+    silenced_by     INTEGER,
+    PRIMARY KEY (event_seq, destination)
+);
+INSERT INTO deliveries_v3 (event_seq, route, destination, state, attempts, next_attempt_at,
+    last_error, done_at, held, age_from)
+    SELECT event_seq, route, destination, state, attempts, next_attempt_at, last_error, done_at,
+        held, age_from FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v3 RENAME TO deliveries;
+CREATE INDEX deliveries_pending
+    ON deliveries (destination, event_seq) WHERE state = 'pending';
+CREATE INDEX deliveries_dead ON deliveries (destination) WHERE state = 'dead';
+CREATE INDEX deliveries_silenced ON deliveries (event_seq) WHERE state = 'silenced';
+CREATE TABLE acks (
+    order_id TEXT NOT NULL,
+    number   INTEGER NOT NULL,
+    status   TEXT NOT NULL,
+    since    REAL NOT NULL,
+    at       REAL NOT NULL,
+    until    REAL,
+    by       TEXT,
+    comment  TEXT,
+    PRIMARY KEY (order_id, status, since)
+);
+CREATE TABLE silences (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    statuses   TEXT,
+    orders     TEXT,
+    routes     TEXT,
+    events     TEXT,
+    created_at REAL NOT NULL,
+    ends_at    REAL NOT NULL,
+    comment    TEXT,
+    created_by TEXT
+);
+CREATE TABLE summaries_sent (
+    summary    TEXT PRIMARY KEY,
+    period_end REAL NOT NULL
+);
+""",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where and when one event is to be delivered."""
+    """Where and when one event is to be delivered. ``destination_key`` is the destination's
+    ``key`` (a hash, never its URL); the tables call it ``destination``."""
 
     route: str
-    destination: str
+    destination_key: str
     due_at: float
     held: bool = False
 
@@ -127,7 +185,7 @@ class Delivery:
 
     stored: StoredEvent
     route: str
-    destination: str
+    destination_key: str
     attempts: int
     next_attempt_at: float
     held: bool = False
@@ -180,25 +238,51 @@ def _selection(event_id: str | None, route: str | None) -> tuple[str, list[objec
     return (" AND ".join(clauses) or "1"), params
 
 
+def _note(text: str | None) -> Note | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    return Note(
+        data["case"], data["title"], data["body"], data.get("data") or {}, data.get("about")
+    )
+
+
+def _note_json(note: Note | None) -> str | None:
+    if note is None:
+        return None
+    return json.dumps(
+        {
+            "case": note.case,
+            "title": note.title,
+            "body": note.body,
+            "data": note.data,
+            "about": note.about,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(
+        kind=row["kind"],
+        order=_order_from_json(row["order_json"]),
+        previous_status=row["previous_status"],
+        previous_since=row["previous_since"],
+        previous_since_exact=bool(row["previous_since_exact"]),
+        detected_at=row["detected_at"],
+        after_gap=bool(row["after_gap"]),
+        resolves_stuck=bool(row["resolves_stuck"]),
+        reminder=row["reminder"],
+        acknowledged=row["acknowledged"],
+        note=_note(row["note_json"]),
+    )
+
+
 def _delivery(row: sqlite3.Row) -> Delivery:
     return Delivery(
-        stored=StoredEvent(
-            seq=row["seq"],
-            id=row["id"],
-            event=Event(
-                kind=row["kind"],
-                order=_order_from_json(row["order_json"]),
-                previous_status=row["previous_status"],
-                previous_since=row["previous_since"],
-                previous_since_exact=bool(row["previous_since_exact"]),
-                detected_at=row["detected_at"],
-                after_gap=bool(row["after_gap"]),
-                resolves_stuck=bool(row["resolves_stuck"]),
-                reminder=row["reminder"],
-            ),
-        ),
+        stored=StoredEvent(seq=row["seq"], id=row["id"], event=_event(row)),
         route=row["route"],
-        destination=row["destination"],
+        destination_key=row["destination"],
         attempts=row["attempts"],
         next_attempt_at=row["next_attempt_at"],
         held=bool(row["held"]),
@@ -367,9 +451,9 @@ class Store:
             "deliveries of events that do not exist": "SELECT count(*) FROM deliveries "
             "WHERE event_seq NOT IN (SELECT seq FROM events)",
             "events of orders that do not exist": "SELECT count(*) FROM events "
-            "WHERE order_id NOT IN (SELECT id FROM orders)",
+            "WHERE order_id != '' AND order_id NOT IN (SELECT id FROM orders)",
             "orders whose final flag disagrees with their status": "SELECT count(*) FROM orders "
-            "WHERE is_final != (status IN ('Delivered', 'Cancelled'))",
+            f"WHERE is_final != (status IN ({_FINAL_IN_SQL}))",
             "sent or dead deliveries without a completion time": "SELECT count(*) FROM "
             "deliveries WHERE state != 'pending' AND done_at IS NULL",
         }
@@ -499,14 +583,17 @@ class Store:
 
     def set_meta(self, **values: str | float) -> None:
         with self._transaction(durable=False):
-            self._db.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [(key, str(value)) for key, value in values.items()],
-            )
+            self._put_meta(values)
+
+    def _put_meta(self, values: Mapping[str, str | float]) -> None:
+        self._db.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [(key, str(value)) for key, value in values.items()],
+        )
 
     @property
-    def baseline_done(self) -> bool:
+    def first_sync_done(self) -> bool:
         """True once a first sync has walked the whole list."""
         return self.get_meta("baseline_done") == "1"
 
@@ -651,7 +738,8 @@ class Store:
         self._db.executemany(
             "INSERT INTO events (seq, id, kind, order_id, previous_status, status, "
             "previous_since, previous_since_exact, detected_at, after_gap, order_json, "
-            "resolves_stuck, reminder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "resolves_stuck, reminder, acknowledged, note_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     item.seq,
@@ -667,6 +755,8 @@ class Store:
                     _order_json(item.event.order),
                     int(item.event.resolves_stuck),
                     item.event.reminder,
+                    item.event.acknowledged,
+                    _note_json(item.event.note),
                 )
                 for item in stored
             ],
@@ -675,7 +765,7 @@ class Store:
             "INSERT INTO deliveries (event_seq, route, destination, state, next_attempt_at, "
             "held, age_from) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
             [
-                (item.seq, t.route, t.destination, t.due_at, int(t.held), t.due_at)
+                (item.seq, t.route, t.destination_key, t.due_at, int(t.held), t.due_at)
                 for item, (_, targets) in zip(stored, deliveries, strict=True)
                 for t in targets
             ],
@@ -699,16 +789,17 @@ class Store:
         )
         return [_delivery(row) for row in rows]
 
-    def pending_deliveries_for(self, destination: str, limit: int = 1000) -> list[Delivery]:
+    def pending_deliveries_for(self, destination_key: str, limit: int = 1000) -> list[Delivery]:
         """One destination's pending deliveries, oldest event first."""
         rows = self._query(
             self._DELIVERY_SELECT + "WHERE d.state = 'pending' AND d.destination = ? "
             "ORDER BY d.event_seq LIMIT ?",
-            (destination, limit),
+            (destination_key, limit),
         )
         return [_delivery(row) for row in rows]
 
     def pending_destinations(self) -> list[str]:
+        """The keys of the destinations that have pending deliveries."""
         rows = self._query("SELECT DISTINCT destination FROM deliveries WHERE state = 'pending'")
         return [row["destination"] for row in rows]
 
@@ -725,7 +816,7 @@ class Store:
         with self._transaction():
             self._db.executemany(
                 f"{sql} WHERE event_seq = ? AND destination = ? AND state = 'pending'",
-                [(*values, d.stored.seq, d.destination) for d in deliveries],
+                [(*values, d.stored.seq, d.destination_key) for d in deliveries],
             )
 
     def mark_sent(self, deliveries: Sequence[Delivery], *, now: float) -> None:
@@ -754,7 +845,7 @@ class Store:
         )
 
     def stuck_recipients(self, order_id: str) -> set[tuple[str, str]]:
-        """``(route, destination)`` of every live delivery of a stuck alert for ``order_id``."""
+        """``(route, destination key)`` of every live delivery of a stuck alert for ``order_id``."""
         rows = self._query(
             "SELECT DISTINCT d.route, d.destination FROM events AS e JOIN deliveries AS d "
             "ON d.event_seq = e.seq WHERE e.order_id = ? AND e.kind = 'stuck' "
@@ -783,33 +874,33 @@ class Store:
             )
         return cursor.rowcount
 
-    def disable_webhook(self, destination: str, name: str, reason: str, *, now: float) -> int:
-        """Record ``destination`` as disabled and dead-letter its pending deliveries."""
+    def disable_webhook(self, destination_key: str, name: str, reason: str, *, now: float) -> int:
+        """Record webhook ``destination_key`` as disabled; dead-letter its pending deliveries."""
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO disabled_webhooks (destination, name, reason, disabled_at)"
                 " VALUES (?, ?, ?, ?)",
-                (destination, name, reason, now),
+                (destination_key, name, reason, now),
             )
             cursor = self._db.execute(
                 "UPDATE deliveries SET state = 'dead', last_error = ?, done_at = ? "
                 "WHERE destination = ? AND state = 'pending'",
-                (reason, now, destination),
+                (reason, now, destination_key),
             )
         return cursor.rowcount
 
     def disabled_webhooks(self) -> dict[str, tuple[str, str, float]]:
-        """``destination → (name, reason, since)`` for every disabled webhook."""
+        """``destination key → (name, reason, since)`` for every disabled webhook."""
         rows = self._query("SELECT * FROM disabled_webhooks ORDER BY name")
         return {r["destination"]: (r["name"], r["reason"], r["disabled_at"]) for r in rows}
 
-    def forget_disabled_except(self, destinations: Collection[str]) -> None:
+    def forget_disabled_except(self, destination_keys: Collection[str]) -> None:
         """A webhook whose configuration changed is enabled again: forget stale entries."""
-        marks = ",".join("?" * len(destinations)) or "NULL"
+        marks = ",".join("?" * len(destination_keys)) or "NULL"
         with self._transaction():
             self._db.execute(
                 f"DELETE FROM disabled_webhooks WHERE destination NOT IN ({marks})",
-                list(destinations),
+                list(destination_keys),
             )
 
     def make_pending_due(self, now: float) -> int:
@@ -828,3 +919,182 @@ class Store:
             state: self._query(f"SELECT count(*) FROM deliveries WHERE state = '{state}'")[0][0]
             for state in ("pending", "dead")
         }
+
+    # -- what concerns no one order: notices, summaries --------------------------------------
+
+    def record_notes(
+        self, deliveries: Sequence[tuple[Event, Sequence[Target]]], *, meta: Mapping[str, str]
+    ) -> list[StoredEvent]:
+        """Commit events that concern no order (watcher notices) with their deliveries and the
+        ``meta`` values that say they were made, at once and durably: they are sent like any
+        other event, and a restart neither loses nor repeats them."""
+        with self._transaction():
+            self._put_meta(meta)
+            return self._insert_events(deliveries) if deliveries else []
+
+    def mark_silenced(self, deliveries: Sequence[Delivery], silence: int, *, now: float) -> None:
+        """Record deliveries as silenced (by silence ``silence``) instead of sending them."""
+        self._update(
+            deliveries,
+            "UPDATE deliveries SET state = 'silenced', silenced_by = ?, done_at = ?",
+            (silence, now),
+        )
+
+    def events_between(self, start: float, end: float) -> list[Event]:
+        """The order events (new orders, transitions) detected in ``start`` < t ≤ ``end``."""
+        rows = self._query(
+            "SELECT * FROM events WHERE detected_at > ? AND detected_at <= ? "
+            "AND kind IN ('created', 'status_changed') ORDER BY seq",
+            (start, end),
+        )
+        return [_event(row) for row in rows]
+
+    def created_at(self, order_ids: Collection[str]) -> dict[str, float]:
+        """When orderwatch saw each of ``order_ids`` come in as a new order (its ``created``
+        event), for those it saw come in."""
+        if not order_ids:
+            return {}
+        marks = ",".join("?" * len(order_ids))
+        rows = self._tuples(
+            f"SELECT order_id, min(detected_at) FROM events WHERE kind = 'created' "
+            f"AND order_id IN ({marks}) GROUP BY order_id",
+            list(order_ids),
+        )
+        return dict(rows)
+
+    def order_by_number(self, number: int) -> KnownOrder | None:
+        rows = self._tuples(f"SELECT {_KNOWN_COLUMNS} FROM orders WHERE number = ?", (number,))
+        return _known(rows[0]) if rows else None
+
+    # -- acknowledgements and silences ------------------------------------------------------
+
+    def add_ack(self, ack: Ack) -> None:
+        """Record ``ack`` (a second one for the same episode replaces the first)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO acks (order_id, number, status, since, at, until, by, "
+                "comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ack.order_id,
+                    ack.number,
+                    ack.status,
+                    ack.since,
+                    ack.at,
+                    None if ack.until == float("inf") else ack.until,
+                    ack.by,
+                    ack.comment,
+                ),
+            )
+
+    def acks(self, order_ids: Collection[str] | None = None) -> list[Ack]:
+        """Acknowledgements of open orders (of ``order_ids`` only, if given), newest last."""
+        rows = self._query(
+            "SELECT a.* FROM acks AS a JOIN orders AS o ON o.id = a.order_id "
+            "WHERE o.is_final = 0 ORDER BY a.at"
+        )
+        found = [
+            Ack(
+                r["order_id"],
+                r["number"],
+                r["status"],
+                r["since"],
+                r["at"],
+                float("inf") if r["until"] is None else r["until"],
+                r["by"],
+                r["comment"],
+            )
+            for r in rows
+        ]
+        return found if order_ids is None else [a for a in found if a.order_id in order_ids]
+
+    def ack_of_episode(self, order_id: str, status: str, since: float) -> Ack | None:
+        """The latest acknowledgement of one stuck episode, expired or not."""
+        rows = self._query(
+            "SELECT * FROM acks WHERE order_id = ? AND status = ? AND abs(since - ?) < 0.001 "
+            "ORDER BY at DESC LIMIT 1",
+            (order_id, status, since),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        until = float("inf") if r["until"] is None else r["until"]
+        return Ack(order_id, r["number"], status, r["since"], r["at"], until, r["by"], r["comment"])
+
+    def add_silence(self, silence: Silence) -> int:
+        """Record ``silence``; its id."""
+
+        def listed(values: frozenset[str] | frozenset[int] | None) -> str | None:
+            return None if values is None else json.dumps(sorted(values))
+
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO silences (statuses, orders, routes, events, created_at, ends_at, "
+                "comment, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    listed(silence.statuses),
+                    listed(silence.orders),
+                    listed(silence.routes),
+                    listed(silence.events),
+                    silence.created_at,
+                    silence.ends_at,
+                    silence.comment,
+                    silence.created_by,
+                ),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def silences(self, *, active_at: float | None = None) -> list[Silence]:
+        """Every silence, or those still active at ``active_at``, oldest first."""
+        rows = self._query(
+            "SELECT * FROM silences WHERE ends_at > ? ORDER BY id",
+            (float("-inf") if active_at is None else active_at,),
+        )
+
+        def read(text: str | None) -> frozenset[Any] | None:
+            return None if text is None else frozenset(json.loads(text))
+
+        return [
+            Silence(
+                id=r["id"],
+                ends_at=r["ends_at"],
+                statuses=read(r["statuses"]),
+                orders=read(r["orders"]),
+                routes=read(r["routes"]),
+                events=read(r["events"]),
+                comment=r["comment"],
+                created_at=r["created_at"],
+                created_by=r["created_by"],
+            )
+            for r in rows
+        ]
+
+    def expire_silence(self, silence: int, *, now: float) -> bool:
+        """End silence ``silence`` now; False when there is no such active silence."""
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?", (now, silence, now)
+            )
+        return cursor.rowcount > 0
+
+    def silenced_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM deliveries WHERE state = 'silenced'")[0][0])
+
+    # -- summaries --------------------------------------------------------------------------
+
+    def summary_sent(self, summary: str) -> float | None:
+        """The end of the period of the last summary ``summary`` committed; None: never."""
+        rows = self._query("SELECT period_end FROM summaries_sent WHERE summary = ?", (summary,))
+        return float(rows[0][0]) if rows else None
+
+    def record_summary(
+        self, summary: str, period_end: float, deliveries: Sequence[tuple[Event, Sequence[Target]]]
+    ) -> list[StoredEvent]:
+        """Commit that ``summary`` covers up to ``period_end``, with its deliveries (if any),
+        at once: a restart neither loses nor repeats it."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO summaries_sent (summary, period_end) VALUES (?, ?) "
+                "ON CONFLICT (summary) DO UPDATE SET period_end = excluded.period_end",
+                (summary, period_end),
+            )
+            return self._insert_events(deliveries) if deliveries else []
