@@ -78,7 +78,7 @@ class WorldChange:
     number: int
     previous: str | None
     status: str
-    at: float = 0.0  # the world's clock when it happened
+    at: float = field(default=0.0, compare=False)  # the world's clock when it happened
 
 
 @dataclass(slots=True)
