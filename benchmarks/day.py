@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from run import HOOK, NO_RETRY, api_settings, cell, summarise
 
 from orderwatch._client import OrdersApi
+from orderwatch._dispatch import Dispatcher
 from orderwatch._metrics import Metrics
 from orderwatch._pacing import Pacer
 from orderwatch._poller import Poller
@@ -126,8 +127,8 @@ async def simulate(
             observe=(lambda *_: pacer.ledger.record(clock.now)) if pacer else (lambda *_: None),
         ) as api:
             poller = Poller(
-                api, store, [HOOK], Metrics(), clock=clock, on_committed=committed,
-                concurrency=4, pacer=pacer,
+                api, store, Dispatcher(store, [HOOK], on_committed=committed), Metrics(),
+                clock=clock, concurrency=4, pacer=pacer,
             )  # fmt: skip
             await poller.cycle()  # the first sync: learns the day's start silently
             measured_from = clock.now
@@ -228,6 +229,7 @@ async def learning(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="seeds (median, min-max)")
+    parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--budget", type=float, default=1200.0, help="requests an hour")
     parser.add_argument("--interval", type=float, default=1800.0, help="poll.interval, seconds")
     parser.add_argument("--orders", type=int, default=20_000, help="orders before the day")
@@ -239,7 +241,7 @@ def main() -> int:
     rows = []
     for label, scale in (("as set", 1.0), ("dwell halved", 0.5), ("dwell doubled", 2.0)):
         runs = []
-        for seed in range(1, args.runs + 1):
+        for seed in range(args.first_seed, args.first_seed + args.runs):
             print(f"… {label}, seed {seed}", file=sys.stderr, flush=True)
             row = anyio.run(
                 lambda scale=scale, seed=seed: compare(
@@ -247,11 +249,11 @@ def main() -> int:
                     interval=args.interval, orders=orders,
                 )
             )  # fmt: skip
-            if label == "as set" and seed == 1:
+            if label == "as set" and seed == args.first_seed:
                 print("… the learner's progress", file=sys.stderr, flush=True)
                 results["learning_share_by_hour"] = anyio.run(
-                    lambda row=row: learning(
-                        DayPace(), 1, budget=args.budget, interval=args.interval,
+                    lambda row=row, seed=seed: learning(
+                        DayPace(), seed, budget=args.budget, interval=args.interval,
                         orders=orders, fixed=row["_fixed"],
                     )
                 )  # fmt: skip
