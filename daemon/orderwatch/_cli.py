@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import sqlite3
 import sys
 import time
@@ -245,8 +246,35 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(path)
 
 
+def _budget_problem(settings: Settings) -> str | None:
+    """``poll.budget`` against the open orders in the state file (if there is one yet)."""
+    from orderwatch._pacing import open_units  # noqa: PLC0415 - keeps the CLI light
+    from orderwatch._rates import RateLearner  # noqa: PLC0415
+    from orderwatch._store import Store  # noqa: PLC0415
+
+    poll = settings.poll
+    if poll.budget is None or not settings.state.path.exists():
+        return None
+    store = Store.open(settings.state.path, readonly=True)
+    try:
+        units = open_units(store.open_statuses(), store.arrivals, RateLearner())
+    finally:
+        store.close()
+    need = poll.floor_budget(len(units))
+    if need <= poll.budget:
+        return None
+    return (
+        f"poll.budget: {poll.budget:g}/h cannot read the {len(units)} pages and orders holding "
+        f"open orders once per poll.interval ({poll.interval:g}s): the smallest budget that "
+        f"does is {math.ceil(need)}/h (or lengthen poll.interval)"
+    )
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    problem = _budget_problem(settings)
+    if problem:
+        raise ConfigError([problem])
     routes = settings.notify.routes
     print(
         f"configuration is valid: {settings.api.base_url}, every {settings.poll.interval:g}s, "
@@ -448,6 +476,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             print(f"  #{known.order.number:<8} {known.order.status:<30} since {since}")
         if len(open_orders) > args.limit:
             print(f"  … and {len(open_orders) - args.limit} more (--limit N shows more)")
+        _print_budget(store)
         queue = store.queue_counts()
         print(f"deliveries: {queue['pending']} pending, {queue['dead']} dead")
         for name, reason, disabled_at in store.disabled_webhooks().values():
@@ -648,6 +677,27 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _print_budget(store: Store) -> None:
+    """The request budget's learned rates and planned intervals, as the daemon last saved them."""
+    from orderwatch._rates import RateLearner  # noqa: PLC0415
+
+    learned, plan = store.get_meta("budget_learned"), store.get_meta("budget_plan")
+    if not learned or not plan:
+        return
+    learner = RateLearner()
+    learner.restore(json.loads(learned))
+    print("request budget: learned rates (per hour)")
+    print(f"  {'new orders at the head':<30} {learner.arrival_rate:>8.2f}")
+    for status, rate in learner.exit_rates().items():
+        print(f"  leaving {status:<22} {rate:>8.3f}  (mean stay {format_duration(3600 / rate)})")
+    print("request budget: planned fetch interval")
+    for group, units, shortest, longest in json.loads(plan)["groups"]:
+        span = format_duration(shortest)
+        if round(longest) != round(shortest):
+            span += f" to {format_duration(longest)}"
+        print(f"  {group:<30} {units:>5} x every {span}")
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:

@@ -11,7 +11,9 @@ Names are a contract (dashboards and alerts are written against them):
 ``orderwatch_status_duration_seconds{status}``,
 ``orderwatch_api_request_duration_seconds{endpoint}``, ``orderwatch_poll_cycle_duration_seconds``,
 ``orderwatch_poll_requests``, ``orderwatch_build_info{version}``, ``orderwatch_lifecycle``,
-``orderwatch_list_rereads_total``.
+``orderwatch_list_rereads_total``, ``orderwatch_status_exit_rate_per_hour{status}``,
+``orderwatch_poll_budget``, ``orderwatch_expected_notification_delay_seconds``,
+``orderwatch_poll_budget_floor_wins_total``.
 No metric carries a per-order label. ``/healthz`` is served beside ``/metrics``.
 """
 
@@ -114,6 +116,27 @@ class Metrics:
         self.list_rereads = Counter(
             "orderwatch_list_rereads",
             "List pages read again (or page 1 probed) to prove a walk missed no order.",
+            registry=r,
+        )
+        self.exit_rate = Gauge(
+            "orderwatch_status_exit_rate_per_hour",
+            "Learned rate at which an order leaves each status, per hour (with poll.budget).",
+            ["status"],
+            registry=r,
+        )
+        self.poll_budget = Gauge(
+            "orderwatch_poll_budget",
+            "Requests an hour orderwatch may spend on the Orders API (poll.budget; 0: none).",
+            registry=r,
+        )
+        self.expected_delay = Gauge(
+            "orderwatch_expected_notification_delay_seconds",
+            "The request budget's own estimate of the mean time from a change to its fetch.",
+            registry=r,
+        )
+        self.floor_wins = Counter(
+            "orderwatch_poll_budget_floor_wins",
+            "Cycles that spent beyond poll.budget to read every open order once per interval.",
             registry=r,
         )
         self.last_successful_poll = Gauge(

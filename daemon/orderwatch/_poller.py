@@ -7,6 +7,7 @@ produces nothing from what it could not read: no event, no vanished order.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -31,6 +32,7 @@ from orderwatch._dispatch import Dispatcher
 from orderwatch._exceptions import first_orderwatch_error
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE, OrderPage, is_final
+from orderwatch._pacing import Pacer, PacingPlan, plan_summary
 from orderwatch._planner import (
     Straggler,
     arrivals_from_sightings,
@@ -64,6 +66,7 @@ class CycleReport:
     events: int = 0
     rereads: int = 0  # list pages read again to prove a walk missed no order (in ``pages``)
     full_walk: bool = False
+    exits: Counter[str] = field(default_factory=Counter)  # transitions, by the status left
 
     @property
     def requests(self) -> int:
@@ -117,10 +120,12 @@ class Poller:
         on_page: Callable[[], None] = lambda: None,
         concurrency: int = 1,
         reconcile: float | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         """``dispatch`` decides who is told of what the cycles detect. ``concurrency``:
         independent requests in flight at once (inside the rate budget). ``reconcile``: the
-        period in which to re-read the whole list, a few pages a cycle."""
+        period in which to re-read the whole list, a few pages a cycle. ``pacer``: a request
+        budget (``poll.budget``): each cycle fetches only what it says is due."""
         self._api, self._store, self._metrics = api, store, metrics
         self._dispatch = dispatch
         self._announce_initial = announce_initial
@@ -134,6 +139,13 @@ class Poller:
         self._counts: Counter[str] = Counter(store.status_counts())
         self._unknown_to_api: set[str] = set()
         metrics.set_order_counts(self._counts)
+        self._pacer = pacer
+        self._total_pages = 1  # the list's length when last walked
+        if pacer is not None:
+            saved = store.get_meta("budget_learned")
+            if saved:
+                pacer.learner.restore(json.loads(saved))
+            metrics.poll_budget.set(pacer.budget)
 
     def configure(self, *, announce_initial: bool, reconcile: float | None = None) -> None:
         """Apply a reloaded configuration."""
@@ -158,13 +170,20 @@ class Poller:
             announce_new=self._announce_initial or not first_sync,
         )
         full_walk = first_sync or self._store.get_meta("full_walk_requested") == "1"
-        total_pages = await self._walk_head(
-            state, report, full_walk=full_walk, first_sync=first_sync
-        )
+        pacing = None if full_walk else self._pace()
+        if pacing is None or pacing.walk_head:
+            total_pages = await self._walk_head(
+                state, report, full_walk=full_walk, first_sync=first_sync
+            )
+            self._total_pages = total_pages
+        else:
+            total_pages = self._total_pages  # positions follow the arrivals last measured
         if full_walk and not first_sync:
             self._store.set_meta(full_walk_requested=int(state.walk_unproven))
         self._settle_arrivals(state)
-        await self._refresh_stragglers(state, report, total_pages)
+        await self._refresh_stragglers(
+            state, report, total_pages, only=None if pacing is None else pacing.orders
+        )
         if self._reconcile is not None and not full_walk:
             await self._reconcile_slice(state, report, total_pages)
         if not first_sync:
@@ -173,7 +192,44 @@ class Poller:
             self._finish_first_sync(state)
         self._after_gap = False
         self._store.set_meta(last_successful_poll=self._clock())
+        if self._pacer is not None:
+            self._paced(state, report, pacing)
         return report
+
+    def _pace(self) -> PacingPlan | None:
+        """What the request budget says this cycle fetches (None: no budget)."""
+        if self._pacer is None:
+            return None
+        pacing = self._pacer.plan(self._store.open_statuses(), self._store.arrivals, self._clock())
+        if pacing.floor_wins:
+            self._metrics.floor_wins.inc()
+        if self._pacer.schedule is not None:
+            self._metrics.expected_delay.set(self._pacer.schedule.expected_delay)
+        return pacing
+
+    def _paced(self, state: _CycleState, report: CycleReport, pacing: PacingPlan | None) -> None:
+        """Tell the request budget what the cycle saw; keep what it learned."""
+        assert self._pacer is not None  # noqa: S101 - checked by the caller
+        # A full walk's new orders are the list, not arrivals.
+        self._pacer.observed(
+            self._clock(),
+            state.seen,
+            head_walked=(pacing is None or pacing.walk_head) and not report.full_walk,
+            counts=self._counts,
+            exits=report.exits,
+            arrivals=report.new_orders,
+        )
+        for status, rate in self._pacer.learner.exit_rates().items():
+            self._metrics.exit_rate.labels(status=status).set(rate)
+        plan = (
+            []
+            if self._pacer.schedule is None
+            else plan_summary(self._pacer.schedule, self._pacer.units)
+        )
+        self._store.set_meta(
+            budget_learned=json.dumps(self._pacer.learner.to_json()),
+            budget_plan=json.dumps({"arrivals": self._pacer.learner.arrival_rate, "groups": plan}),
+        )
 
     async def _walk_head(
         self, state: _CycleState, report: CycleReport, *, full_walk: bool, first_sync: bool
@@ -239,13 +295,19 @@ class Poller:
         return total_pages
 
     async def _refresh_stragglers(
-        self, state: _CycleState, report: CycleReport, total_pages: int
+        self,
+        state: _CycleState,
+        report: CycleReport,
+        total_pages: int,
+        *,
+        only: frozenset[str] | None = None,
     ) -> None:
-        """Open orders the walk did not show: their predicted pages, else ``/status``."""
+        """Open orders the walk did not show (of ``only``, when the budget chose): their
+        predicted pages, else ``/status``."""
         stragglers = [
             Straggler(order_id, anchor)
             for order_id, anchor in state.open_anchors.items()
-            if order_id not in state.seen
+            if order_id not in state.seen and (only is None or order_id in only)
         ]
         plan = plan_refresh(stragglers, state.arrivals or 0, total_pages=total_pages)
         by_status = list(plan.statuses)
@@ -528,6 +590,7 @@ class Poller:
                     self._counts[change.order.status] += 1
                 else:
                     report.transitions += 1
+                    report.exits[change.previous_status] += 1
                     self._counts[change.previous_status] -= 1
                     self._counts[change.order.status] += 1
                     self._measure(change, item.at)

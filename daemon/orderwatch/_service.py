@@ -48,8 +48,10 @@ from orderwatch._exceptions import (
 from orderwatch._logging import redactor
 from orderwatch._metrics import Health, Metrics, MetricsServer
 from orderwatch._outbox import Courier
+from orderwatch._pacing import Pacer
 from orderwatch._planner import next_interval
 from orderwatch._poller import Poller
+from orderwatch._quota import RequestLedger, ledger_path
 from orderwatch._settings import Settings, load_settings
 from orderwatch._sinks import Destination, destinations_for, secrets_in
 from orderwatch._store import Store
@@ -74,6 +76,16 @@ STOP_TIMEOUT: Final = 20.0
 
 def stuck_rules(settings: Settings) -> list[StuckRule]:
     return [StuckRule(r.status, r.after, r.repeat) for r in settings.alerts.stuck]
+
+
+def pacer_for(settings: Settings) -> Pacer | None:
+    """The request budget's pacer, with its ledger beside the state file (no budget: None)."""
+    poll = settings.poll
+    if poll.budget is None:
+        return None
+    ledger = RequestLedger(poll.budget, ledger_path(settings.state.path))
+    shortest = poll.min_interval or poll.interval / 60  # the fastest any unit is fetched
+    return Pacer(poll.budget, poll.interval, shortest, ledger)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +125,7 @@ class Parts:
     console: Console
     metrics_server: MetricsServer | None
     web: WebServer | None
+    pacer: Pacer | None = None  # the request budget (poll.budget)
 
 
 def ack_links(settings: Settings) -> Callable[[Event], str | None] | None:
@@ -184,6 +197,9 @@ async def build_parts(
         web = _ack_page(settings)
         if web is not None:
             stack.callback(web.close)
+        pacer = pacer_for(settings)
+        if pacer is not None:
+            stack.callback(pacer.ledger.close)
         api = await stack.enter_async_context(
             OrdersApi(
                 settings.api,
@@ -192,6 +208,7 @@ async def build_parts(
                 observe=observe_api,
                 on_secret=redactor.add,
                 on_malformed=lambda e: metrics.malformed_responses.labels(endpoint=e).inc(),
+                before_request=None if pacer is None else pacer.ledger.acquire,
             )
         )
         dispatch = Dispatcher(
@@ -211,6 +228,7 @@ async def build_parts(
             on_page=on_page,
             concurrency=settings.api.concurrency,
             reconcile=settings.poll.full_sync_interval,
+            pacer=pacer,
         )
         console = Console(store, settings, destinations, dispatch, on_blind=poller.mark_gap)
         courier = Courier(
@@ -228,7 +246,9 @@ async def build_parts(
             len(destinations),
             settings.state.path,
         )
-        yield Parts(store, api, webhooks, courier, disabled, dispatch, poller, console, server, web)
+        yield Parts(
+            store, api, webhooks, courier, disabled, dispatch, poller, console, server, web, pacer
+        )
 
 
 def _ack_page(settings: Settings) -> WebServer | None:
@@ -369,13 +389,7 @@ class Service:
                 first = False
             else:
                 self.notifier.status(status)
-            poll = self.settings.poll
-            self._interval = next_interval(
-                self._interval,
-                changed=changed,
-                interval=poll.interval,
-                min_interval=poll.min_interval,
-            )
+            self._interval = self._next_wait(parts, changed=changed)
             await self._wait_for_next_cycle(started)
 
     def _status_line(self, parts: Parts) -> str:
@@ -394,6 +408,29 @@ class Service:
                 return
             nap = min(remaining, _MAX_NAP, self.notifier.watchdog_interval or _MAX_NAP)
             await anyio.sleep(nap)
+
+    def _next_wait(self, parts: Parts, *, changed: bool) -> float:
+        """Seconds to the next cycle: when the budget's next unit falls due, else as
+        ``poll.interval`` and ``poll.min_interval`` say."""
+        if parts.pacer is not None:
+            return parts.pacer.wait(time.time())
+        poll = self.settings.poll
+        return next_interval(
+            self._interval, changed=changed, interval=poll.interval, min_interval=poll.min_interval
+        )
+
+    def _rebudget(self, new: Settings, parts: Parts) -> None:
+        """A reload's ``poll.budget`` and ``poll.interval`` for a running pacer; turning the
+        budget on or off takes a restart (the client's ledger is set up at start)."""
+        pacer = parts.pacer
+        if (new.poll.budget is None) != (pacer is None):
+            log.warning("reload: turning poll.budget on or off takes effect at restart")
+            return
+        if pacer is not None and new.poll.budget is not None:
+            pacer.budget = pacer.ledger.per_hour = new.poll.budget
+            pacer.floor_period = new.poll.interval
+            pacer.shortest = new.poll.min_interval or new.poll.interval / 60
+            self.metrics.poll_budget.set(new.poll.budget)
 
     # -- signals ----------------------------------------------------------------------------
 
@@ -453,6 +490,7 @@ class Service:
                 announce_initial=new.notify.initial, reconcile=new.poll.full_sync_interval
             )
             parts.courier.configure(destinations)
+            self._rebudget(new, parts)
             parts.courier.wake()
             self.health.interval = new.poll.interval
             stale = [n for n in _RESTART_SECTIONS if getattr(new, n) != getattr(self.settings, n)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import math
 import os
 import ssl
 import tomllib
@@ -35,6 +36,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orderwatch._apprise import apprise_problem
+from orderwatch._budget import floor_budget
 from orderwatch._detect import EventKind
 from orderwatch._exceptions import ConfigError
 from orderwatch._messages import template_problem
@@ -118,8 +120,28 @@ def _duration(value: object) -> float:
         raise PydanticCustomError("duration", str(error)) from None
 
 
+_PER_HOUR: Final = {"s": 3600.0, "m": 60.0, "min": 60.0, "h": 1.0, "hour": 1.0, "d": 1 / 24}
+
+
+def _per_hour(value: object) -> float:
+    """``"1200/h"`` (or ``/s``, ``/min``, ``/d``; a bare number is per hour) → requests an hour."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        count, _, unit = value.strip().partition("/")
+        factor = _PER_HOUR.get(unit.strip().lower() or "h")
+        try:
+            number = float(count)
+        except ValueError:
+            number = None
+        if factor is not None and number is not None:
+            return number * factor
+    raise PydanticCustomError("rate", 'must be requests per time, like "1200/h" or "20/min"')
+
+
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Duration = Annotated[float, BeforeValidator(_duration)]
+PerHour = Annotated[float, BeforeValidator(_per_hour)]
 
 
 def _loopback(host: str) -> bool:
@@ -186,12 +208,36 @@ class PollSettings(_Section):
     interval: Duration = Field(default=30.0, gt=0)
     min_interval: Duration | None = Field(default=None, gt=0)
     full_sync_interval: Duration = Field(default=24 * 3600.0, gt=0)
+    budget: PerHour | None = Field(default=None, gt=0)  # requests an hour; None: no budget
 
     @model_validator(mode="after")
     def _min_below_interval(self) -> PollSettings:
         if self.min_interval is not None and self.min_interval > self.interval:
             raise PydanticCustomError("interval", "min_interval must not exceed interval")
         return self
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_keeps_the_head(cls, budget: float | None, info: ValidationInfo) -> float | None:
+        """The head page alone needs one request per ``interval``; what the open orders need
+        is checked against the state file (``orderwatch check-config``)."""
+        interval = info.data.get("interval")
+        if budget is not None and interval is not None and budget < floor_budget(1, interval):
+            raise PydanticCustomError(
+                "budget",
+                "{budget}/h cannot fetch even the head page once per poll.interval "
+                "({interval}s): it needs at least {least}/h",
+                {
+                    "budget": f"{budget:g}",
+                    "interval": f"{interval:g}",
+                    "least": f"{math.ceil(floor_budget(1, interval)):g}",
+                },
+            )
+        return budget
+
+    def floor_budget(self, units: int) -> float:
+        """Requests an hour that fetch ``units`` pages or ``/status`` once per ``interval``."""
+        return floor_budget(units, self.interval)
 
 
 class StateSettings(_Section):

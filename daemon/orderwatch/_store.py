@@ -631,6 +631,11 @@ class Store:
         """Id → list anchor of every open order: what a cycle's planning needs, and no more."""
         return dict(self._tuples("SELECT id, anchor FROM orders WHERE is_final = 0", ()))
 
+    def open_statuses(self) -> dict[str, tuple[str, int | None]]:
+        """Id → (status, list anchor) of every open order: what the request budget plans with."""
+        rows = self._tuples("SELECT id, status, anchor FROM orders WHERE is_final = 0", ())
+        return {order_id: (status, anchor) for order_id, status, anchor in rows}
+
     def oldest_open_since(self) -> dict[str, float]:
         """For each open status, when its longest-waiting order entered it."""
         rows = self._query(
