@@ -39,7 +39,7 @@ from orderwatch._poller import Poller
 from orderwatch._sandbox import Sandbox, SandboxApp, World
 from orderwatch._settings import ApiSettings
 from orderwatch._sinks import Destination
-from orderwatch._store import Store
+from orderwatch._store import open_store
 
 NO_RETRY = RetryPolicy(attempts=2, wait_initial=0, wait_max=0, wait_jitter=0)
 HOOK = Destination(route="bench", key="bench", masked="json://…", url="json://127.0.0.1:9/")
@@ -123,7 +123,7 @@ async def requests_scenario(s: Scenario, cycles: int, seed: int) -> dict[str, ob
     rng = random.Random(seed + 1)
     rows = []
     with Sandbox(world) as sandbox, tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "s.db")
+        store = open_store(Path(tmp) / "s.db")
         async with (
             OrdersApi(api_settings(sandbox.url, 5000), retry=NO_RETRY) as api,
             OrdersApi(api_settings(sandbox.url, 5000), retry=NO_RETRY) as baseline_api,
@@ -185,7 +185,7 @@ def sandbox_process(orders: int, seed: int, open_orders: int = 50) -> Iterator[s
 async def cold_start(orders: int, max_rps: float, seed: int) -> dict[str, object]:
     pages = math.ceil(orders / PAGE_SIZE)
     with sandbox_process(orders, seed) as url, tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "s.db")
+        store = open_store(Path(tmp) / "s.db")
         async with OrdersApi(api_settings(url, max_rps), retry=NO_RETRY) as api:
             poller = Poller(api, store, [HOOK], Metrics(), concurrency=4)
             started = time.perf_counter()
@@ -240,7 +240,7 @@ async def ingest(orders: int, changed_share: float, seed: int) -> dict[str, obje
     app = SandboxApp(world, etags=False)
     replay = Replay(app)
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "s.db")
+        store = open_store(Path(tmp) / "s.db")
         async with OrdersApi(
             api_settings("http://127.0.0.1:9", 1e9), transport=replay.transport, retry=NO_RETRY
         ) as api:

@@ -16,7 +16,7 @@ from orderwatch._models import Order
 from orderwatch._outbox import Courier, due_batch, retry_delay
 from orderwatch._routing import RoutePolicy
 from orderwatch._sinks import Destination
-from orderwatch._store import Store, Target
+from orderwatch._store import Store, Target, open_store
 from orderwatch._webhooks import SendOutcome
 
 pytestmark = pytest.mark.anyio
@@ -77,7 +77,7 @@ def seed(store: Store, numbers: list[int], now: float, targets: list[Target] | N
 def make(
     tmp_path: Path, destinations: list[Destination] | None = None
 ) -> tuple[Store, Courier, FakeSender, Clock, Metrics, FakeWebhooks]:
-    store, sender, clock, metrics = Store.open(tmp_path / "s.db"), FakeSender(), Clock(), Metrics()
+    store, sender, clock, metrics = open_store(tmp_path / "s.db"), FakeSender(), Clock(), Metrics()
     webhooks = FakeWebhooks()
     courier = Courier(
         store, destinations or [A, B, HOOK], metrics, clock=clock, sender=sender,
@@ -293,7 +293,7 @@ async def test_webhooks_keep_their_deliveries_for_72_hours(tmp_path: Path) -> No
 
 
 def test_due_batch_waits_for_the_head_then_takes_the_queue(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     seed(store, [1, 2], 0.0, [Target("ops", "a", 10.0)])
     queue = store.pending_deliveries()
     assert due_batch(queue, 5.0) == []

@@ -15,7 +15,7 @@ from orderwatch._poller import Poller
 from orderwatch._sandbox import Sandbox, SandboxApp, World
 from orderwatch._settings import ApiSettings
 from orderwatch._sinks import Destination
-from orderwatch._store import Store, StoredEvent
+from orderwatch._store import Store, StoredEvent, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -60,7 +60,7 @@ async def make_rig(
         transport=transport,
         retry=RetryPolicy(attempts=2, wait_initial=0, wait_max=0, wait_jitter=0),
     )
-    return Rig(sandbox, Store.open(path), api, Metrics(), [])
+    return Rig(sandbox, open_store(path), api, Metrics(), [])
 
 
 @pytest.fixture
@@ -369,7 +369,7 @@ async def scattered_rig(tmp_path: Path, **poller: object) -> tuple[Rig, Poller, 
         world.set_status(order.id, "Payed")
     app = SandboxApp(world)
     api, transport = in_memory_api(app)
-    rig = Rig(app, Store.open(tmp_path / "s.db"), api, Metrics(), [])  # type: ignore[arg-type]
+    rig = Rig(app, open_store(tmp_path / "s.db"), api, Metrics(), [])  # type: ignore[arg-type]
     instance = Poller(
         api, rig.store, [DEST], rig.metrics, on_committed=rig.announced.extend, **poller
     )  # type: ignore[arg-type]
@@ -436,7 +436,7 @@ async def moved_walk(tmp_path: Path, concurrency: int) -> tuple[Rig, Poller, lis
     world = World(seed=5, orders=200, open_orders=200)
     app = SandboxApp(world)
     api, _ = in_memory_api(app)
-    rig = Rig(app, Store.open(tmp_path / f"s{concurrency}.db"), api, Metrics(), [])  # type: ignore[arg-type]
+    rig = Rig(app, open_store(tmp_path / f"s{concurrency}.db"), api, Metrics(), [])  # type: ignore[arg-type]
     poller = Poller(
         api, rig.store, [DEST], rig.metrics, on_committed=rig.announced.extend,
         concurrency=concurrency,

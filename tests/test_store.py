@@ -1,9 +1,11 @@
-"""The state store: atomic batches, durable outbox, safe files."""
+"""The state store on both backends: atomic batches, durable outbox, safe files; and what only
+one backend has (SQLite's file, PostgreSQL's lease, claims and move-in)."""
 
 from __future__ import annotations
 
 import sqlite3
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,27 @@ import pytest
 from orderwatch import StateError
 from orderwatch._detect import NewOrder, events_for
 from orderwatch._models import Order
-from orderwatch._store import MIGRATIONS, Store, Target
+from orderwatch._store import MIGRATIONS, SqliteStore, Store, Target, open_store
+
+Opener = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens the same store again each time it is called: a SQLite file, or a PostgreSQL schema
+    of the test's own."""
+    location: Path | str = tmp_path / "s.db"
+    if request.param == "postgresql":
+        location = request.getfixturevalue("postgres_url")
+    opened: list[Store] = []
+
+    def open_again() -> Store:
+        opened.append(open_store(location))
+        return opened[-1]
+
+    yield open_again
+    for store in opened:
+        store.close()
 
 
 def new_order(n: int, status: str = "Created") -> Order:
@@ -20,12 +42,12 @@ def new_order(n: int, status: str = "Created") -> Order:
 
 def test_the_state_file_is_created_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "state.db"
-    Store.open(path).close()
+    open_store(path).close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db")
+def test_a_batch_commits_orders_events_and_deliveries_together(reopen: Opener) -> None:
+    store = reopen()
     changes = [NewOrder(new_order(1)), NewOrder(new_order(2, "Delivered"))]
     events = events_for(changes, announce_new=True, after_gap=False, now=10.0)
     stored = store.record(
@@ -52,8 +74,8 @@ def test_a_batch_commits_orders_events_and_deliveries_together(tmp_path: Path) -
     store.close()
 
 
-def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db")
+def test_a_failed_batch_leaves_nothing_behind(reopen: Opener) -> None:
+    store = reopen()
     change = NewOrder(new_order(1))
     store.record({}, [change], [], anchors_before={}, now=1.0)
     with pytest.raises(StateError, match="cannot write"):
@@ -62,16 +84,15 @@ def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
     assert store.status_counts() == {"Created": 1}
 
 
-def test_pending_deliveries_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    store = Store.open(path)
+def test_pending_deliveries_survive_reopening(reopen: Opener) -> None:
+    store = reopen()
     change = NewOrder(new_order(1))
     [event] = events_for([change], announce_new=True, after_gap=False, now=5.0)
     [stored] = store.record(
         {}, [change], [(event, [Target("ops", "k", 5.0)])], anchors_before={}, now=5.0
     )
     store.close()  # as good as a crash: WAL keeps the commit
-    reopened = Store.open(path)
+    reopened = reopen()
     [delivery] = reopened.pending_deliveries()
     assert delivery.stored.id == stored.id
     assert delivery.stored.event == event
@@ -83,14 +104,14 @@ def test_a_state_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     db.execute("PRAGMA user_version = 99")
     db.close()
     with pytest.raises(StateError, match="newer orderwatch"):
-        Store.open(path)
+        open_store(path)
 
 
 def test_a_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StateError) as caught:
-        Store.open(path)
+        open_store(path)
     assert str(path) in str(caught.value)
 
 
@@ -98,12 +119,12 @@ def test_a_state_path_that_cannot_exist_is_a_clear_error(tmp_path: Path) -> None
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(StateError, match=f"cannot open {blocker / 's.db'}"):
-        Store.open(blocker / "s.db")
+        open_store(blocker / "s.db")
 
 
 def test_reading_a_missing_state_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="does not exist"):
-        Store.open(tmp_path / "none.db", readonly=True)
+        open_store(tmp_path / "none.db", readonly=True)
 
 
 def test_a_version_1_state_file_is_migrated_with_its_data(tmp_path: Path) -> None:
@@ -122,7 +143,7 @@ def test_a_version_1_state_file_is_migrated_with_its_data(tmp_path: Path) -> Non
     )
     db.commit()
     db.close()
-    store = Store.open(path)
+    store = open_store(path)
     [known] = store.open_orders()
     assert (known.order.number, known.stuck_alerts, known.stuck_last) == (7, 0, None)
     [delivery] = store.pending_deliveries()
@@ -134,8 +155,8 @@ def test_a_version_1_state_file_is_migrated_with_its_data(tmp_path: Path) -> Non
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
 
 
-def test_outbox_requeue_and_drop_select_by_event_and_route(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db")
+def test_outbox_requeue_and_drop_select_by_event_and_route(reopen: Opener) -> None:
+    store = reopen()
     for n in (1, 2):
         change = NewOrder(new_order(n))
         [event] = events_for([change], announce_new=True, after_gap=False, now=1.0)
@@ -155,18 +176,17 @@ def test_outbox_requeue_and_drop_select_by_event_and_route(tmp_path: Path) -> No
     assert {d.route for d in store.pending_deliveries()} == {"ops"}
 
 
-def test_stuck_alert_timers_survive_a_restart(tmp_path: Path) -> None:
+def test_stuck_alert_timers_survive_a_restart(reopen: Opener) -> None:
     from orderwatch._stuck import StuckRule, stuck_events
 
-    path = tmp_path / "s.db"
-    store = Store.open(path)
+    store = reopen()
     change = NewOrder(new_order(1, "AwaitingCertificateAssignment"))
     store.record({}, [change], [], anchors_before={}, now=0.0)
     rules = [StuckRule("AwaitingCertificateAssignment", after=100, repeat=1000)]
     [alert] = stuck_events(store.open_orders(), rules, now=150.0)
     store.record({}, [], [(alert, [])], anchors_before={}, now=150.0)
     store.close()
-    reopened = Store.open(path)
+    reopened = reopen()
     [known] = reopened.open_orders()
     assert (known.stuck_alerts, known.stuck_last) == (1, 150.0)
     assert stuck_events(reopened.open_orders(), rules, now=1149.0) == []
@@ -176,20 +196,20 @@ def test_stuck_alert_timers_survive_a_restart(tmp_path: Path) -> None:
 
 def test_a_state_file_locked_by_another_program_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    Store.open(path).close()
+    open_store(path).close()
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("PRAGMA journal_mode = DELETE")  # so that an exclusive lock blocks readers
     other.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(StateError, match=f"state: cannot open {path}: database is locked"):
-            Store.open(path)
+            open_store(path)
     finally:
         other.execute("ROLLBACK")
         other.close()
 
 
 def test_records_in_one_batch_are_one_transaction(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db")
+    store = SqliteStore.open(tmp_path / "s.db")
     commits: list[str] = []
     store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
     with store.batch():
@@ -209,7 +229,7 @@ def test_records_in_one_batch_are_one_transaction(tmp_path: Path) -> None:
 
 
 def test_events_are_committed_without_an_fsync_and_synced_once_on_demand(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db")  # opened with synchronous = FULL
+    store = SqliteStore.open(tmp_path / "s.db")  # opened with synchronous = FULL
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
     for n in (1, 2):
@@ -236,7 +256,7 @@ def test_events_are_committed_without_an_fsync_and_synced_once_on_demand(tmp_pat
 
 
 def test_a_synced_outbox_write_leaves_nothing_to_sync(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db")
+    store = SqliteStore.open(tmp_path / "s.db")
     change = NewOrder(new_order(1))
     (event,) = events_for([change], announce_new=True, after_gap=False, now=1.0)
     store.record({}, [change], [(event, [Target("ops", "k", 1.0)])], anchors_before={}, now=1.0)
@@ -248,9 +268,8 @@ def test_a_synced_outbox_write_leaves_nothing_to_sync(tmp_path: Path) -> None:
     store.close()
 
 
-def test_event_sequence_numbers_keep_rising_across_batches_and_restarts(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    store = Store.open(path)
+def test_event_sequence_numbers_keep_rising_across_batches_and_restarts(reopen: Opener) -> None:
+    store = reopen()
     seqs = []
     for now, numbers in ((1.0, [1, 2]), (2.0, [3])):
         changes = [NewOrder(new_order(n)) for n in numbers]
@@ -258,7 +277,7 @@ def test_event_sequence_numbers_keep_rising_across_batches_and_restarts(tmp_path
         plan = [(e, [Target("ops", "k", now)]) for e in events]
         seqs += [s.seq for s in store.record({}, changes, plan, anchors_before={}, now=now)]
     store.close()
-    store = Store.open(path)
+    store = reopen()
     change = NewOrder(new_order(4))
     (event,) = events_for([change], announce_new=True, after_gap=False, now=3.0)
     seqs += [s.seq for s in store.record({}, [change], [(event, [])], anchors_before={}, now=3.0)]

@@ -322,12 +322,12 @@ def _state_path(args: argparse.Namespace) -> Path:
 
 def _cmd_outbox(args: argparse.Namespace) -> int:
     from orderwatch._messages import title_for  # noqa: PLC0415
-    from orderwatch._store import Store  # noqa: PLC0415
+    from orderwatch._store import open_store  # noqa: PLC0415
 
     action = args.outbox_command
     if action != "list" and not (args.event or args.route or args.all):
         raise OrderwatchError(f"outbox {action}: say which deliveries: --event, --route or --all")
-    store = Store.open(_state_path(args), readonly=action == "list")
+    store = open_store(_state_path(args), readonly=action == "list")
     try:
         if action == "list":
             states = ("dead",) if args.dead else ("pending", "dead")
@@ -365,10 +365,10 @@ def _cmd_state(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
     import sqlite3  # noqa: PLC0415
 
-    from orderwatch._store import SCHEMA_VERSION, Store  # noqa: PLC0415
+    from orderwatch._store import SCHEMA_VERSION, open_store  # noqa: PLC0415
 
     path = _state_path(args)
-    store = Store.open(path, readonly=True)
+    store = open_store(path, readonly=True)
     try:
         if args.state_command == "check":
             problems = store.check()
@@ -416,10 +416,10 @@ def _when(timestamp: float | None, *, future: bool = False) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from orderwatch._store import Store  # noqa: PLC0415
+    from orderwatch._store import open_store  # noqa: PLC0415
 
     path = _state_path(args)
-    store = Store.open(path, readonly=True)
+    store = open_store(path, readonly=True)
     try:
         counts = store.status_counts()
         open_orders = store.open_orders()

@@ -40,7 +40,7 @@ from orderwatch._planner import next_interval
 from orderwatch._poller import Poller
 from orderwatch._settings import Settings, load_settings
 from orderwatch._sinks import destinations_for, secrets_in
-from orderwatch._store import Store
+from orderwatch._store import open_store
 from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
 from orderwatch._webhooks import WebhookSender
@@ -128,7 +128,7 @@ class Service:
         redactor.add(*secrets_in(destinations))
         self.metrics.lifecycle.state("starting")
 
-        store = Store.open(settings.state.path, exclusive=True)
+        store = open_store(settings.state.path, exclusive=True)
         webhooks = WebhookSender()
         server = None
         try:

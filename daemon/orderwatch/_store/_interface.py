@@ -1,0 +1,63 @@
+"""The one interface the poller, the courier and the CLI talk to, whichever the backend."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+from orderwatch._store._deliveries import Deliveries
+from orderwatch._store._lease import SoleLease
+from orderwatch._store._meta import Meta
+from orderwatch._store._orders import Orders
+
+__all__ = ["Store"]
+
+# Invariants of the stored data, each a count of rows that break it (for `state check`).
+_INVARIANTS = {
+    "deliveries of events that do not exist": "SELECT count(*) AS n FROM deliveries "
+    "WHERE event_seq NOT IN (SELECT seq FROM events)",
+    "events of orders that do not exist": "SELECT count(*) AS n FROM events "
+    "WHERE order_id NOT IN (SELECT id FROM orders)",
+    "orders whose final flag disagrees with their status": "SELECT count(*) AS n FROM orders "
+    "WHERE is_final != CASE WHEN status IN ('Delivered', 'Cancelled') THEN 1 ELSE 0 END",
+    "sent or dead deliveries without a completion time": "SELECT count(*) AS n FROM "
+    "deliveries WHERE state != 'pending' AND done_at IS NULL",
+}
+
+
+class Store(Orders, Deliveries, Meta, SoleLease):
+    """The state: orders and events, the outbox, meta values, the leader lease.
+
+    Open one with :func:`~orderwatch._store.open_store`; close it with :meth:`close`. Errors
+    opening, reading or writing raise :class:`~orderwatch.StateError` naming the store (a path,
+    or a URL without its password).
+    """
+
+    @property
+    @abstractmethod
+    def schema_version(self) -> int: ...
+
+    @property
+    def shared(self) -> bool:
+        """True when several instances may use this store at once (they then take turns)."""
+        return False
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def sync(self) -> None:
+        """Make every commit so far durable, if one is not yet (before anything is sent)."""
+
+    def _engine_problems(self) -> list[str]:
+        """What the database engine's own check finds (nothing, where it has none)."""
+        return []
+
+    def check(self) -> list[str]:
+        """Problems found (empty when sound): the engine's own check, then the invariants."""
+        problems = self._engine_problems()
+        if problems:
+            return problems
+        for what, sql in _INVARIANTS.items():
+            count = self._query(sql)[0]["n"]
+            if count:
+                problems.append(f"{count} {what}")
+        return problems
