@@ -13,7 +13,15 @@ import pytest
 from orderwatch import StateError
 from orderwatch._detect import NewOrder, events_for
 from orderwatch._models import Order
-from orderwatch._store import MIGRATIONS, SqliteStore, Store, Target, open_store
+from orderwatch._store import (
+    MIGRATIONS,
+    Lease,
+    SqliteStore,
+    Store,
+    Target,
+    decide_lease,
+    open_store,
+)
 
 Opener = Callable[[], Store]
 
@@ -287,3 +295,197 @@ def test_event_sequence_numbers_keep_rising_across_batches_and_restarts(reopen: 
         zip(seqs[:3], [1, 2, 3], strict=True)
     )
     store.close()
+
+
+# -- what instances sharing a PostgreSQL database rely on ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("holder", "epoch", "expires_at", "expected"),
+    [
+        ("a", 3, 100.0, Lease("a", 3, 115.0)),  # its holder renews it: same epoch
+        ("a", 3, 40.0, Lease("a", 3, 115.0)),  # even late: nobody took it meanwhile
+        (None, 3, 0.0, Lease("a", 4, 115.0)),  # released: taken with the next epoch
+        ("b", 3, 50.0, Lease("a", 4, 115.0)),  # expired: taken over with the next epoch
+        ("b", 3, 100.5, None),  # another holder's unexpired lease: left alone
+    ],
+)
+def test_the_lease_rule(
+    holder: str | None, epoch: int, expires_at: float, expected: Lease | None
+) -> None:
+    assert decide_lease(Lease(holder, epoch, expires_at), "a", now=100.0, duration=15.0) == expected
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> object:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout}s")
+
+
+def test_a_standby_takes_the_lease_only_once_it_expires_and_with_a_higher_epoch(
+    postgres_url: str,
+) -> None:
+    a, b = open_store(postgres_url), open_store(postgres_url)
+    first = a.hold_lease("a", duration=0.5)
+    assert first is not None
+    assert first.epoch == 1
+    assert b.hold_lease("b", duration=0.5) is None
+    taken = wait_for(lambda: b.hold_lease("b", duration=10.0))
+    assert isinstance(taken, Lease)
+    assert (taken.holder, taken.epoch) == ("b", 2)
+    assert a.hold_lease("a", duration=0.5) is None
+    b.release_lease("b")
+    again = a.hold_lease("a", duration=0.5)  # a released lease is free at once
+    assert again is not None
+    assert again.epoch == 3
+    a.close()
+    b.close()
+
+
+def test_a_deposed_leader_commits_nothing(postgres_url: str) -> None:
+    """A leader paused past its lease finds a higher epoch when it writes: rolled back."""
+    from orderwatch._exceptions import LeadershipLostError
+
+    old, new = open_store(postgres_url), open_store(postgres_url)
+    lease = old.hold_lease("old", duration=0.3)
+    assert lease is not None
+    old.fence("old", lease.epoch)
+    old.record({}, [NewOrder(new_order(1))], [], anchors_before={}, now=1.0)
+    taken = wait_for(lambda: new.hold_lease("new", duration=10.0))
+    assert isinstance(taken, Lease)
+    change = NewOrder(new_order(2))
+    (event,) = events_for([change], announce_new=True, after_gap=False, now=2.0)
+    with pytest.raises(LeadershipLostError, match="epoch 1"):
+        old.record({}, [change], [(event, [Target("ops", "k", 2.0)])], anchors_before={}, now=2.0)
+    with pytest.raises(LeadershipLostError):
+        old.set_meta(last_successful_poll=2.0)
+    assert new.status_counts() == {"Created": 1}
+    assert new.pending_deliveries() == []
+    assert new.get_meta("last_successful_poll") is None
+    old.close()
+    new.close()
+
+
+def test_a_destination_is_delivered_by_one_instance_until_its_claim_expires(
+    postgres_url: str,
+) -> None:
+    a, b = open_store(postgres_url), open_store(postgres_url)
+    assert a.claim("slack", "a", ttl=0.4)
+    assert not b.claim("slack", "b", ttl=0.4)
+    assert b.claim("email", "b", ttl=10.0)  # claims are per destination
+    assert a.claim("slack", "a", ttl=0.4)  # renewed by its holder
+    assert wait_for(lambda: b.claim("slack", "b", ttl=10.0))  # a died: b takes it over
+    assert not a.claim("slack", "a", ttl=0.4)
+    b.release_claims("b", ["slack"])
+    assert a.claim("slack", "a", ttl=0.4)  # released: free at once
+    assert not a.claim("email", "a", ttl=0.4)
+    a.close()
+    b.close()
+
+
+def test_an_unreachable_database_is_one_line_without_its_password() -> None:
+    from orderwatch._exceptions import StateUnavailableError
+
+    pytest.importorskip("psycopg")
+    with pytest.raises(StateUnavailableError) as caught:
+        open_store("postgresql://orderwatch:s3cr3t-pw@127.0.0.1:1/orderwatch")
+    message = str(caught.value)
+    assert message.startswith(
+        "state: cannot reach postgresql://orderwatch:***@127.0.0.1:1/orderwatch: "
+    )
+    assert "s3cr3t-pw" not in message
+    assert "\n" not in message
+
+
+def test_a_killed_database_session_is_reported_then_reconnected(postgres_url: str) -> None:
+    import psycopg
+
+    from orderwatch._exceptions import StateUnavailableError
+
+    store = open_store(postgres_url)
+    store.set_meta(baseline_done=1)
+    [(pid,)] = store._tuples("SELECT pg_backend_pid()")
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(StateUnavailableError, match="cannot reach"):
+        store.set_meta(arrivals=3)
+    store.set_meta(arrivals=4)  # a new connection
+    assert (store.baseline_done, store.arrivals) == (True, 4)
+    store.close()
+
+
+def test_a_database_written_by_a_newer_version_is_refused(postgres_url: str) -> None:
+    open_store(postgres_url).close()
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("UPDATE orderwatch_schema SET version = 99")
+    with pytest.raises(StateError, match=r"newer orderwatch \(schema 99, this one reads up to 1\)"):
+        open_store(postgres_url)
+
+
+def state_file_with_everything(path: Path) -> SqliteStore:
+    """A state file after a first sync: open and final orders, a stuck timer, a pending, a sent
+    and a dead delivery, a disabled webhook."""
+    from orderwatch._stuck import StuckRule, stuck_events
+
+    store = SqliteStore.open(path)
+    changes = [
+        NewOrder(new_order(n, s)) for n, s in ((1, "Created"), (2, "Delivered"), (3, "Payed"))
+    ]
+    store.record({"id-1": 0, "id-2": 1}, changes, [], anchors_before={}, now=1.0)
+    store.set_meta(baseline_done=1, arrivals=3)
+    events = events_for(changes[:1], announce_new=True, after_gap=False, now=2.0)
+    [alert] = stuck_events(store.open_orders(), [StuckRule("Payed", after=1.0)], now=5.0)
+    targets = [Target("ops", "k1", 2.0), Target("erp", "k2", 2.0)]
+    store.record({}, [], [(events[0], targets), (alert, targets[:1])], anchors_before={}, now=5.0)
+    first, second, _ = store.pending_deliveries()
+    store.mark_sent([first], now=6.0)
+    store.mark_dead([second], "HTTP 500", now=6.0)
+    store.disable_webhook("k3", "erp-hook", "disabled: the receiver answered 410 Gone", now=7.0)
+    return store
+
+
+def test_a_state_file_moves_into_postgresql_with_everything(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    from orderwatch._store._migrate import migrate_to_postgres
+
+    path = tmp_path / "s.db"
+    sqlite = state_file_with_everything(path)
+    expected = (
+        list(sqlite.export()),
+        sqlite.deliveries(),
+        sqlite.open_orders(),
+        sqlite.disabled_webhooks(),
+        sqlite.open_anchors(),
+        (sqlite.baseline_done, sqlite.arrivals),
+        sqlite.queue_counts(),
+    )
+    sqlite.close()
+    moved = migrate_to_postgres(path, postgres_url)
+    assert (moved.orders, moved.events, moved.pending, moved.dead) == (3, 2, 1, 1)
+    assert (moved.stuck_timers, moved.webhook_states) == (1, 1)
+    postgres = open_store(postgres_url)
+    assert (
+        list(postgres.export()),
+        postgres.deliveries(),
+        postgres.open_orders(),
+        postgres.disabled_webhooks(),
+        postgres.open_anchors(),
+        (postgres.baseline_done, postgres.arrivals),
+        postgres.queue_counts(),
+    ) == expected
+    assert postgres.check() == []
+    change = NewOrder(new_order(4))
+    (event,) = events_for([change], announce_new=True, after_gap=False, now=9.0)
+    [stored] = postgres.record({}, [change], [(event, [])], anchors_before={}, now=9.0)
+    assert stored.seq == 3  # sequence numbers continue after the moved ones
+    postgres.close()
+    with pytest.raises(StateError, match="is not empty"):
+        migrate_to_postgres(path, postgres_url)

@@ -69,7 +69,9 @@ def _add_routes_outbox_state(
     ):
         sub = outbox_commands.add_parser(action, parents=[common], help=text, description=text)
         sub.add_argument(
-            "--state", metavar="PATH", help="the state file (default: from the config)"
+            "--state",
+            metavar="PATH|URL",
+            help="the state file or postgresql:// URL (default: from the config)",
         )
         sub.add_argument("--event", metavar="ID", help="only this event id")
         sub.add_argument("--route", metavar="NAME", help="only this route or webhook")
@@ -80,21 +82,29 @@ def _add_routes_outbox_state(
 
     state = commands.add_parser(
         "state",
-        help="check or export the state file",
-        description="Work on the state file: 'check' verifies it, 'export' writes orders and "
-        "their status history as JSON lines.",
+        help="check, export or move the state",
+        description="Work on the state (a SQLite file or a PostgreSQL database): 'check' "
+        "verifies it, 'export' writes orders and their status history as JSON lines, "
+        "'migrate' copies a state file into an empty PostgreSQL database.",
     )
     state_commands = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     for action, text in (
-        ("check", "verify the state file; exit 0 when sound, 1 with the problems otherwise"),
+        ("check", "verify the state; exit 0 when sound, 1 with the problems otherwise"),
         ("export", "write every order and its status history as JSON lines"),
+        ("migrate", "copy a state file into an empty PostgreSQL database (stop the daemon first)"),
     ):
         sub = state_commands.add_parser(action, parents=[common], help=text, description=text)
         sub.add_argument(
-            "--state", metavar="PATH", help="the state file (default: from the config)"
+            "--state",
+            metavar="PATH|URL",
+            help="the state file or postgresql:// URL (default: from the config)",
         )
         if action == "export":
             sub.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+        if action == "migrate":
+            sub.add_argument(
+                "--to", required=True, metavar="URL", help="postgresql://user@host:5432/database"
+            )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,7 +173,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Read the state file: orders per status, the open orders, the last "
         "successful poll, the first sync's progress and the outbox.",
     )
-    status.add_argument("--state", metavar="PATH", help="the state file (default: from the config)")
+    status.add_argument(
+        "--state",
+        metavar="PATH|URL",
+        help="the state file or postgresql:// URL (default: from the config)",
+    )
     status.add_argument("--limit", type=int, default=50, help="open orders to list (default 50)")
 
     sandbox = commands.add_parser(
@@ -312,11 +326,13 @@ def _cmd_routes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state_path(args: argparse.Namespace) -> Path:
-    if getattr(args, "state", None):
-        return Path(args.state)
+def _state_location(args: argparse.Namespace) -> Path | str:
+    """``--state`` (a path or a URL), else the configuration's ``[state]``, else the default."""
+    given = getattr(args, "state", None)
+    if given:
+        return str(given) if "://" in given else Path(given)
     if config_path(getattr(args, "config", None)) is not None:
-        return _settings(args).state.path
+        return _settings(args).state.location
     return default_state_path()
 
 
@@ -327,7 +343,7 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
     action = args.outbox_command
     if action != "list" and not (args.event or args.route or args.all):
         raise OrderwatchError(f"outbox {action}: say which deliveries: --event, --route or --all")
-    store = open_store(_state_path(args), readonly=action == "list")
+    store = open_store(_state_location(args), readonly=action == "list")
     try:
         if action == "list":
             states = ("dead",) if args.dead else ("pending", "dead")
@@ -363,24 +379,24 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
 
 def _cmd_state(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
-    import sqlite3  # noqa: PLC0415
 
-    from orderwatch._store import SCHEMA_VERSION, open_store  # noqa: PLC0415
+    from orderwatch._store import open_store  # noqa: PLC0415
 
-    path = _state_path(args)
-    store = open_store(path, readonly=True)
+    if args.state_command == "migrate":
+        return _migrate(args)
+    store = open_store(_state_location(args), readonly=True)
     try:
         if args.state_command == "check":
             problems = store.check()
             for problem in problems:
-                print(f"state: {path}: {problem}", file=sys.stderr)
+                print(f"state: {store.location}: {problem}", file=sys.stderr)
             if problems:
                 return EXIT_FAILURE
             counts = store.status_counts()
             queue = store.queue_counts()
             print(
-                f"state: {path} is sound: schema {store.schema_version} (current "
-                f"{SCHEMA_VERSION}), {sum(counts.values())} orders, {queue['pending']} "
+                f"state: {store.location} is sound: schema {store.schema_version} (current "
+                f"{store.latest_schema}), {sum(counts.values())} orders, {queue['pending']} "
                 f"deliveries pending, {queue['dead']} dead"
             )
             return 0
@@ -394,14 +410,33 @@ def _cmd_state(args: argparse.Namespace) -> int:
             if out is not sys.stdout:
                 out.close()
         print(f"exported {written} orders", file=sys.stderr)
-    except sqlite3.Error as error:
-        raise OrderwatchError(f"state: cannot read {path}: {error}") from None
     except OSError as error:
         raise OrderwatchError(
             f"state export: cannot write {args.output}: {error.strerror}"
         ) from None
     finally:
         store.close()
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from orderwatch._store import masked_url, url_problem  # noqa: PLC0415
+    from orderwatch._store._migrate import migrate_to_postgres  # noqa: PLC0415
+
+    source = _state_location(args)
+    if not isinstance(source, Path):
+        raise OrderwatchError(
+            "state migrate: the source must be a SQLite state file (--state PATH or state.path)"
+        )
+    problem = url_problem(args.to)
+    if problem:
+        raise OrderwatchError(f"state migrate --to: {problem}")
+    moved = migrate_to_postgres(source, args.to)
+    print(
+        f"state: moved {source} into {masked_url(args.to)}: {moved.orders} orders, "
+        f"{moved.events} events, {moved.pending} deliveries pending, {moved.dead} dead, "
+        f"{moved.stuck_timers} stuck-order timers, {moved.webhook_states} disabled webhooks"
+    )
     return 0
 
 
@@ -418,13 +453,16 @@ def _when(timestamp: float | None, *, future: bool = False) -> str:
 def _cmd_status(args: argparse.Namespace) -> int:
     from orderwatch._store import open_store  # noqa: PLC0415
 
-    path = _state_path(args)
-    store = open_store(path, readonly=True)
+    store = open_store(_state_location(args), readonly=True)
     try:
         counts = store.status_counts()
         open_orders = store.open_orders()
         last = store.get_meta("last_successful_poll")
-        print(f"state: {path}")
+        print(f"state: {store.location}")
+        for instance in store.instances():
+            print(
+                f"instance {instance.name}: {instance.role}, last seen {_when(instance.last_seen)}"
+            )
         print(f"last successful poll: {_when(float(last) if last else None)}")
         if store.baseline_done:
             print("first sync: done")

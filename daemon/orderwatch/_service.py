@@ -40,7 +40,7 @@ from orderwatch._planner import next_interval
 from orderwatch._poller import Poller
 from orderwatch._settings import Settings, load_settings
 from orderwatch._sinks import destinations_for, secrets_in
-from orderwatch._store import open_store
+from orderwatch._store import open_store, url_secrets
 from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
 from orderwatch._webhooks import WebhookSender
@@ -125,10 +125,12 @@ class Service:
         destinations = destinations_for(settings.notify)
         api_secrets = (settings.api.client_secret, settings.api.token)
         redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
+        if settings.state.url is not None:
+            redactor.add(*url_secrets(settings.state.url.get_secret_value()))
         redactor.add(*secrets_in(destinations))
         self.metrics.lifecycle.state("starting")
 
-        store = open_store(settings.state.path, exclusive=True)
+        store = open_store(settings.state.location, exclusive=True)
         webhooks = WebhookSender()
         server = None
         try:

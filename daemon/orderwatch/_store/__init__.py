@@ -24,7 +24,7 @@ from orderwatch._store._schema import (
     SCHEMA_VERSION,
 )
 from orderwatch._store._sqlite import SqliteStore
-from orderwatch._store._url import masked_url, url_problem
+from orderwatch._store._url import masked_url, url_problem, url_secrets
 
 __all__ = [
     "MIGRATIONS",
@@ -42,6 +42,7 @@ __all__ = [
     "masked_url",
     "open_store",
     "url_problem",
+    "url_secrets",
 ]
 
 

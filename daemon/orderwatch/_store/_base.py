@@ -11,9 +11,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["Database"]
+__all__ = ["DATABASE_NOW", "Database"]
+
+# The database server's clock in seconds (PostgreSQL): what every instance's leases and claims
+# are timed by, since the hosts' clocks may disagree.
+DATABASE_NOW: Final = "extract(epoch FROM clock_timestamp())::float8"
 
 
 class Database(ABC):

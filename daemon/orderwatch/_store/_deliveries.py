@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Final
 
+from orderwatch._store._base import DATABASE_NOW as _NOW
 from orderwatch._store._base import Database
 from orderwatch._store._records import Delivery, delivery_from_row
 
@@ -190,11 +191,11 @@ class SharedDeliveries(Deliveries):
             return bool(
                 self._query(
                     "INSERT INTO destination_claims (destination, holder, expires_at) "
-                    "VALUES (?, ?, extract(epoch FROM clock_timestamp()) + ?) "
+                    f"VALUES (?, ?, {_NOW} + ?) "
                     "ON CONFLICT (destination) DO UPDATE SET holder = excluded.holder, "
                     "expires_at = excluded.expires_at "
                     "WHERE destination_claims.holder = excluded.holder "
-                    "OR destination_claims.expires_at <= extract(epoch FROM clock_timestamp()) "
+                    f"OR destination_claims.expires_at <= {_NOW} "
                     "RETURNING holder",
                     (destination, holder, ttl),
                 )

@@ -32,6 +32,8 @@ class Store(Orders, Deliveries, Meta, SoleLease):
     or a URL without its password).
     """
 
+    latest_schema: int  # the schema version this orderwatch writes
+
     @property
     @abstractmethod
     def schema_version(self) -> int: ...

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orderwatch._exceptions import LeadershipLostError
+from orderwatch._store._base import DATABASE_NOW as _NOW
 from orderwatch._store._base import Database
 
 __all__ = ["Instance", "Lease", "SharedLease", "SoleLease", "decide_lease"]
@@ -81,9 +82,6 @@ class SoleLease(Database):
     def instances(self) -> list[Instance]:
         """Every instance that has told the others it is alive, most recently seen first."""
         return []
-
-
-_NOW = "extract(epoch FROM clock_timestamp())"
 
 
 class SharedLease(SoleLease):

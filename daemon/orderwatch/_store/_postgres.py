@@ -48,6 +48,8 @@ def _reason(error: Exception) -> str:
 class PostgresStore(SharedLease, SharedDeliveries, Store):
     """A PostgreSQL database. Use :meth:`open`; close it with :meth:`close`."""
 
+    latest_schema = POSTGRES_SCHEMA_VERSION
+
     def __init__(self, url: str, *, idle_timeout: float) -> None:
         self.url = url
         self.location = masked_url(url)
@@ -65,7 +67,11 @@ class PostgresStore(SharedLease, SharedDeliveries, Store):
         ``readonly``). ``idle_timeout``: how long a transaction may sit idle before the server
         ends the session."""
         store = cls(url, idle_timeout=idle_timeout)
-        store._prepare(readonly=readonly)
+        try:
+            store._prepare(readonly=readonly)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     # -- the connection ---------------------------------------------------------------------

@@ -25,6 +25,8 @@ __all__ = ["SqliteStore"]
 class SqliteStore(Store):
     """The SQLite state file. Use :meth:`open`; close it with :meth:`close`."""
 
+    latest_schema = SCHEMA_VERSION
+
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path

@@ -8,7 +8,7 @@ import re
 from typing import Final
 from urllib.parse import urlsplit
 
-__all__ = ["SCHEMES", "masked_url", "url_problem"]
+__all__ = ["SCHEMES", "masked_url", "url_problem", "url_secrets"]
 
 SCHEMES: Final = ("postgresql", "postgres")
 
@@ -20,7 +20,7 @@ def url_problem(url: str) -> str | None:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
         return "is not a valid URL (postgresql://user@host:5432/database)"
-    if not parts.scheme:
+    if not parts.scheme or "://" not in url:
         return "is not a URL: it must start with postgresql:// (or use state.path for a file)"
     if parts.scheme not in SCHEMES:
         return (
@@ -49,3 +49,19 @@ def masked_url(url: str) -> str:
         netloc = f"{user.partition(':')[0]}:***@{host}"
     query = _PASSWORD_IN_QUERY.sub(r"\1***", parts.query)
     return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def url_secrets(url: str) -> list[str]:
+    """What of ``url`` must never be shown: the URL itself and its password (for the
+    redactor of log lines)."""
+    found = [url]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return found
+    if parts.password:
+        found.append(parts.password)
+    found += [
+        match.group(0).partition("=")[2] for match in _PASSWORD_IN_QUERY.finditer(parts.query)
+    ]
+    return found
