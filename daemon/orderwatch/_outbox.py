@@ -15,6 +15,11 @@ Rules, all here:
   changes.
 - A delivery is marked sent only after the destination accepted it; a send that has started is
   finished and recorded even during shutdown.
+- Instances sharing a database each run a courier: a destination's worker first claims it
+  (``claims``: this instance's holder name and the claim's length), renews the claim while it
+  works and releases it when its queue is empty; a destination claimed elsewhere is left to its
+  holder, and looked at again once that claim may have expired. While the database cannot be
+  reached nothing is sent (nothing could be recorded).
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from functools import partial
 from itertools import groupby
 from typing import Final
 
 import anyio
 
+from orderwatch._exceptions import StateUnavailableError
 from orderwatch._metrics import Metrics
 from orderwatch._ratelimit import RateLimiter
 from orderwatch._sinks import Destination, send
@@ -85,8 +93,11 @@ class Courier:
         webhooks: WebhookSender | None = None,
         rng: random.Random | None = None,
         disabled: set[str] | None = None,
+        claims: tuple[str, float] | None = None,
     ) -> None:
         self._store, self._metrics = store, metrics
+        self._claims = claims
+        self._held: set[str] = set()
         self._destinations = {d.key: d for d in destinations}
         self._clock, self._send = clock, sender
         self._webhooks = webhooks
@@ -107,32 +118,73 @@ class Courier:
 
     async def run(self) -> None:
         """Deliver forever. What was pending when the daemon stopped is tried at once."""
-        self._store.make_pending_due(self._clock())
+        store = self._store
+        # Shared: look again once another instance's claim may have expired.
+        idle = _IDLE_CHECK if self._claims is None else self._claims[1]
+        started = False
+        failing = False
         async with anyio.create_task_group() as group:
+            if self._claims is not None:
+                group.start_soon(self._keep_claims)
             while True:
-                for key in self._store.pending_destinations():
-                    if key not in self._workers:
-                        self._workers.add(key)
-                        group.start_soon(self._worker, key)
-                self._metrics.set_queue(self._store.queue_counts())
-                with anyio.move_on_after(_IDLE_CHECK):
+                try:
+                    if not started:
+                        await store.call(partial(store.make_pending_due, self._clock()))
+                        started = True
+                    for key in await store.call(store.pending_destinations):
+                        if key not in self._workers:
+                            self._workers.add(key)
+                            group.start_soon(self._worker, key)
+                    self._metrics.set_queue(await store.call(store.queue_counts))
+                    failing = False
+                except StateUnavailableError:
+                    failing = True  # the lease keeper logs it, once a streak
+                with anyio.move_on_after(min(idle, 1.0) if failing else idle):
                     await self._wake.wait()
                 self._wake = anyio.Event()
 
+    async def _keep_claims(self) -> None:
+        """Renew this instance's claims while their workers run (a send may outlast one)."""
+        assert self._claims is not None  # noqa: S101 - started only with claims
+        holder, ttl = self._claims
+        while True:
+            await anyio.sleep(ttl / 3)
+            for key in list(self._held):
+                with suppress(StateUnavailableError):
+                    if not await self._store.call(partial(self._store.claim, key, holder, ttl=ttl)):
+                        self._held.discard(key)
+
+    async def _claim(self, key: str) -> bool:
+        if self._claims is None:
+            return True
+        holder, ttl = self._claims
+        if await self._store.call(partial(self._store.claim, key, holder, ttl=ttl)):
+            self._held.add(key)
+            return True
+        self._held.discard(key)
+        return False
+
     async def _worker(self, key: str) -> None:
+        store = self._store
         try:
-            while True:
-                queue = self._store.pending_deliveries_for(key)
+            while await self._claim(key):
+                queue = await store.call(partial(store.pending_deliveries_for, key))
                 if not queue:
                     return
                 await self._deliver_queue(key, queue, self._clock())
-                due = next_due(self._store.pending_deliveries_for(key))
+                due = next_due(await store.call(partial(store.pending_deliveries_for, key)))
                 if due is None:
                     return
                 await anyio.sleep(min(max(due - self._clock(), 0.05), _IDLE_CHECK))
+        except StateUnavailableError:
+            return  # nothing could be recorded: the next look at the outbox starts it again
         finally:
             self._workers.discard(key)
-            self._metrics.set_queue(self._store.queue_counts())
+            with anyio.CancelScope(shield=True), suppress(StateUnavailableError):
+                if key in self._held and self._claims is not None:
+                    self._held.discard(key)
+                    await store.call(partial(store.release_claims, self._claims[0], [key]))
+                self._metrics.set_queue(await store.call(store.queue_counts))
 
     async def deliver_due(self) -> float | None:
         """One round over every destination; when the earliest remaining delivery is due."""
@@ -177,11 +229,11 @@ class Courier:
             await pace.acquire()
         # Nothing goes out before what it announces is on disk: lost in a power cut after the
         # send, the change would be observed and announced again.
-        self._store.sync()
+        await self._store.call(self._store.sync)
         # A send that started is finished and recorded, even when shutdown is under way.
         with anyio.CancelScope(shield=True):
             outcome = await self._send_batch(destination, batch)
-            delivered = self._record(destination, batch, outcome)
+            delivered = await self._store.call(partial(self._record, destination, batch, outcome))
         return delivered  # noqa: RET504 - returned outside the shielded scope on purpose
 
     async def _send_batch(self, destination: Destination, batch: list[Delivery]) -> SendOutcome:

@@ -30,9 +30,12 @@ from orderwatch._exceptions import (
     ApiError,
     ConfigError,
     CredentialsError,
+    LeadershipLostError,
     OrderwatchError,
     StateError,
+    StateUnavailableError,
 )
+from orderwatch._leadership import Leadership
 from orderwatch._logging import redactor
 from orderwatch._metrics import Health, Metrics, MetricsServer
 from orderwatch._outbox import Courier
@@ -40,7 +43,7 @@ from orderwatch._planner import next_interval
 from orderwatch._poller import Poller
 from orderwatch._settings import Settings, load_settings
 from orderwatch._sinks import destinations_for, secrets_in
-from orderwatch._store import open_store, url_secrets
+from orderwatch._store import Store, open_store, url_secrets
 from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
 from orderwatch._webhooks import WebhookSender
@@ -107,6 +110,7 @@ class Service:
         self._last_poll = "not yet"
         self._early_signal: int | None = None
         self._interval = settings.poll.interval
+        self._ready = False
 
     def _catch_early_signals(self) -> None:
         """Until the signal receiver runs, remember a SIGTERM/SIGINT instead of dying of it."""
@@ -130,21 +134,32 @@ class Service:
         redactor.add(*secrets_in(destinations))
         self.metrics.lifecycle.state("starting")
 
-        store = open_store(settings.state.location, exclusive=True)
+        store = open_store(settings.state.location, exclusive=True, idle_timeout=settings.ha.lease)
+        stores = [store]
         webhooks = WebhookSender()
         server = None
+        self.leadership: Leadership | None = None
         try:
+            if store.shared:
+                # The lease and the courier get connections of their own: a renewal never waits
+                # behind a poll, and the courier's commits are never part of the poller's.
+                stores += [open_store(settings.state.location, idle_timeout=settings.ha.lease)]
+                stores += [open_store(settings.state.location, idle_timeout=settings.ha.lease)]
+                self.health.lease = settings.ha.lease
+            lease_store, courier_store = stores[-1], stores[len(stores) // 2]
             store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
             disabled = set(store.disabled_webhooks())
             for name, reason, _ in store.disabled_webhooks().values():
                 log.warning("notify: webhook %s stays %s", name, reason)
-            if settings.metrics.address is not None:
-                host, port = settings.metrics.address
-                server = MetricsServer(host, port, self.metrics.registry, self.health)
-                options.on_metrics_port(server.port)
-                log.info("metrics on http://%s:%d/metrics", host, server.port)
-                if host not in {"127.0.0.1", "localhost", "::1"}:
-                    log.warning("metrics: listening on %s, reachable beyond this machine", host)
+            server = self._serve_metrics()
+            self.leadership = leadership = Leadership(
+                lease_store,
+                instance=settings.ha.instance,
+                lease=settings.ha.lease,
+                interval=settings.poll.interval,
+                metrics=self.metrics,
+                health=self.health,
+            )
             async with OrdersApi(
                 settings.api,
                 transport=options.transport,
@@ -154,43 +169,70 @@ class Service:
                 on_malformed=lambda e: self.metrics.malformed_responses.labels(endpoint=e).inc(),
             ) as api:
                 self.api, self.store = api, store
+                self._disabled = disabled
                 self.courier = Courier(
-                    store, destinations, self.metrics, webhooks=webhooks, disabled=disabled
-                )
-                self.poller = Poller(
-                    api,
-                    store,
+                    courier_store,
                     destinations,
                     self.metrics,
-                    announce_initial=settings.notify.initial,
-                    on_committed=lambda _: self.courier.wake(),
-                    on_page=self._on_page,
-                    stuck_rules=stuck_rules(settings),
-                    concurrency=settings.api.concurrency,
-                    reconcile=settings.poll.full_sync_interval,
+                    webhooks=webhooks,
                     disabled=disabled,
+                    claims=(leadership.holder, settings.ha.lease) if store.shared else None,
                 )
-                log.info(
-                    "orderwatch started: watching %s every %gs, %d destinations, state %s",
-                    settings.api.base_url,
-                    settings.poll.interval,
-                    len(destinations),
-                    settings.state.path,
-                )
+                self.poller: Poller | None = None
+                self._log_start(store, len(destinations))
                 async with anyio.create_task_group() as group:
                     if options.handle_signals:
                         group.start_soon(self._handle_signals, group.cancel_scope)
+                    group.start_soon(leadership.run)
                     group.start_soon(self.courier.run)
                     group.start_soon(self._poll_forever)
         finally:
             self.metrics.lifecycle.state("stopping")
             self.notifier.stopping()
+            if self.leadership is not None:
+                await self.leadership.release()
             if server is not None:
                 server.close()
             with anyio.CancelScope(shield=True):
                 await webhooks.aclose()
-            store.close()
+            for opened in stores:
+                opened.close()
             log.info("orderwatch stopped")
+
+    def _log_start(self, store: Store, destinations: int) -> None:
+        settings = self.settings
+        log.info(
+            "orderwatch started: watching %s every %gs, %d destinations, state %s%s",
+            settings.api.base_url,
+            settings.poll.interval,
+            destinations,
+            store.location,
+            f", instance {settings.ha.instance}" if store.shared else "",
+        )
+
+    def _open_stores(self, opened: list[Store]) -> tuple[Store, Store, Store]:
+        """The poller's, the courier's and the lease keeper's store (appended to ``opened``).
+        On a shared database each has a connection of its own: a renewal never waits behind a
+        poll, and the courier's commits are never part of the poller's. On a file, one."""
+        state, lease = self.settings.state, self.settings.ha.lease
+        opened.append(open_store(state.location, exclusive=True, idle_timeout=lease))
+        if not opened[0].shared:
+            return opened[0], opened[0], opened[0]
+        self.health.lease = lease
+        opened.extend(open_store(state.location, idle_timeout=lease) for _ in range(2))
+        return opened[0], opened[1], opened[2]
+
+    def _serve_metrics(self) -> MetricsServer | None:
+        address = self.settings.metrics.address
+        if address is None:
+            return None
+        host, port = address
+        server = MetricsServer(host, port, self.metrics.registry, self.health)
+        self.options.on_metrics_port(server.port)
+        log.info("metrics on http://%s:%d/metrics", host, server.port)
+        if host not in {"127.0.0.1", "localhost", "::1"}:
+            log.warning("metrics: listening on %s, reachable beyond this machine", host)
+        return server
 
     # -- the poll loop ----------------------------------------------------------------------
 
@@ -202,16 +244,90 @@ class Service:
         self.health.last_progress = time.time()
         self.notifier.watchdog()
 
+    def _make_poller(self) -> Poller:
+        """A poller for a new term as leader: it reads the shared state afresh."""
+        settings = self.settings
+        return Poller(
+            self.api,
+            self.store,
+            destinations_for(settings.notify),
+            self.metrics,
+            announce_initial=settings.notify.initial,
+            on_committed=lambda _: self.courier.wake(),
+            on_page=self._on_page,
+            stuck_rules=stuck_rules(settings),
+            concurrency=settings.api.concurrency,
+            reconcile=settings.poll.full_sync_interval,
+            disabled=self._disabled,
+        )
+
     async def _poll_forever(self) -> None:
-        failing: str | None = None
-        first = True
+        """Poll while this instance leads; stand by (keeping the shared gauges fresh) while
+        another does."""
+        assert self.leadership is not None  # noqa: S101 - run() sets it before this starts
+        leadership = self.leadership
         while True:
+            while not leadership.leader:
+                await self._stand_by()
+            epoch = await leadership.wait_elected()
+            self.store.fence(leadership.holder, epoch)
+            self.poller = self._make_poller()
+            async with anyio.create_task_group() as term:
+
+                async def end_of_term(scope: anyio.CancelScope) -> None:
+                    await leadership.wait_deposed()
+                    scope.cancel()
+
+                term.start_soon(end_of_term, term.cancel_scope)
+                try:
+                    await self._poll_as_leader()
+                except LeadershipLostError as error:
+                    log.warning("%s", error)
+                    leadership.lost()
+                except StateUnavailableError:
+                    # Nothing of the cycle was recorded. The lease keeper logs the streak and
+                    # stands down if the lease runs out; else a fresh poller tries again.
+                    await anyio.sleep(self.settings.poll.interval)
+                term.cancel_scope.cancel()
+            self.poller = None
+
+    async def _stand_by(self) -> None:
+        """One interval as a standby: the shared gauges read from the state, as the leader's."""
+        assert self.leadership is not None  # noqa: S101
+        self.metrics.lifecycle.state("running")
+        try:
+            counts, oldest, queue = await self.store.call(
+                lambda: (
+                    self.store.status_counts(),
+                    self.store.oldest_open_since(),
+                    self.store.queue_counts(),
+                )
+            )
+        except StateUnavailableError:
+            pass  # the lease keeper says so, once per streak
+        else:
+            self.metrics.set_order_counts(counts)
+            self.metrics.set_oldest_open(oldest)
+            self.metrics.set_queue(queue)
+            if not self._ready:
+                self.notifier.ready("standing by")
+                self._ready = True
+        with anyio.move_on_after(self.settings.poll.interval):
+            await self.leadership.wait_elected()
+
+    async def _poll_as_leader(self) -> None:
+        failing: str | None = None
+        while True:
+            poller = self.poller
+            assert poller is not None  # noqa: S101 - set for the term
             started = anyio.current_time()
             requests_before = self.api.requests_made
-            self.metrics.lifecycle.state("running" if self.store.baseline_done else "syncing")
             outcome, changed = "ok", False
             try:
-                report = await self.poller.cycle()
+                self.metrics.lifecycle.state("running" if self.store.baseline_done else "syncing")
+                report = await poller.cycle()
+            except (LeadershipLostError, StateUnavailableError):
+                raise
             except StateError as error:
                 self.health.store_error = str(error)
                 raise
@@ -238,7 +354,7 @@ class Service:
                     report.requests,
                     report.new_orders,
                     report.transitions,
-                    self.poller.open_count,
+                    poller.open_count,
                 )
             self.metrics.poll_cycles.inc()
             self.metrics.poll_cycle_duration.observe(anyio.current_time() - started)
@@ -248,9 +364,9 @@ class Service:
             self.metrics.set_queue(queue)
             self._last_poll = f"{datetime.now().astimezone():%H:%M:%S} {outcome}"
             status = self._status_line(queue["pending"])
-            if first:
+            if not self._ready:
                 self.notifier.ready(status)
-                first = False
+                self._ready = True
             else:
                 self.notifier.status(status)
             poll = self.settings.poll
@@ -263,8 +379,9 @@ class Service:
             await self._wait_for_next_cycle(started)
 
     def _status_line(self, pending: int) -> str:
+        open_count = 0 if self.poller is None else self.poller.open_count
         return (
-            f"tracking {self.poller.open_count} open orders; last poll {self._last_poll}; "
+            f"tracking {open_count} open orders; last poll {self._last_poll}; "
             f"{pending} deliveries pending"
         )
 
@@ -318,12 +435,13 @@ class Service:
             redactor.add(*secrets_in(destinations))
             self.store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
             self.courier.disabled.intersection_update(self.store.disabled_webhooks())
-            self.poller.configure(
-                destinations,
-                announce_initial=new.notify.initial,
-                stuck_rules=stuck_rules(new),
-                reconcile=new.poll.full_sync_interval,
-            )
+            if self.poller is not None:
+                self.poller.configure(
+                    destinations,
+                    announce_initial=new.notify.initial,
+                    stuck_rules=stuck_rules(new),
+                    reconcile=new.poll.full_sync_interval,
+                )
             self.courier.configure(destinations)
             self.courier.wake()
             self.health.interval = new.poll.interval

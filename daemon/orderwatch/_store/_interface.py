@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
 
 from orderwatch._store._deliveries import Deliveries
 from orderwatch._store._lease import SoleLease
@@ -10,6 +14,8 @@ from orderwatch._store._meta import Meta
 from orderwatch._store._orders import Orders
 
 __all__ = ["Store"]
+
+_T = TypeVar("_T")
 
 # Invariants of the stored data, each a count of rows that break it (for `state check`).
 _INVARIANTS = {
@@ -45,6 +51,19 @@ class Store(Orders, Deliveries, Meta, SoleLease):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    _limiter: anyio.CapacityLimiter | None = None
+
+    async def call(self, function: Callable[[], _T]) -> _T:
+        """Run ``function`` (a call of this store) without blocking the event loop on a
+        database round trip: in a worker thread for a shared database, one call at a time (one
+        connection); inline for a file only this daemon uses (its connection stays on the
+        event loop's thread, as fast as before)."""
+        if not self.shared:
+            return function()
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(function, limiter=self._limiter)
 
     def sync(self) -> None:
         """Make every commit so far durable, if one is not yet (before anything is sent)."""
