@@ -42,7 +42,7 @@ from orderwatch._outbox import Courier
 from orderwatch._planner import next_interval
 from orderwatch._poller import Poller
 from orderwatch._settings import Settings, load_settings
-from orderwatch._sinks import destinations_for, secrets_in
+from orderwatch._sinks import Destination, destinations_for, secrets_in
 from orderwatch._store import Store, open_store, url_secrets
 from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
@@ -127,26 +127,22 @@ class Service:
             self._catch_early_signals()
         stamina.instrumentation.set_on_retry_hooks([])  # the client logs retries once per streak
         destinations = destinations_for(settings.notify)
-        api_secrets = (settings.api.client_secret, settings.api.token)
-        redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
-        if settings.state.url is not None:
-            redactor.add(*url_secrets(settings.state.url.get_secret_value()))
-        redactor.add(*secrets_in(destinations))
+        self._redact_secrets(destinations)
         self.metrics.lifecycle.state("starting")
 
-        store = open_store(settings.state.location, exclusive=True, idle_timeout=settings.ha.lease)
+        application = f"orderwatch {settings.ha.instance}"
+        store = open_store(
+            settings.state.location,
+            exclusive=True,
+            idle_timeout=settings.ha.lease,
+            application=application,
+        )
         stores = [store]
         webhooks = WebhookSender()
         server = None
         self.leadership: Leadership | None = None
         try:
-            if store.shared:
-                # The lease and the courier get connections of their own: a renewal never waits
-                # behind a poll, and the courier's commits are never part of the poller's.
-                stores += [open_store(settings.state.location, idle_timeout=settings.ha.lease)]
-                stores += [open_store(settings.state.location, idle_timeout=settings.ha.lease)]
-                self.health.lease = settings.ha.lease
-            lease_store, courier_store = stores[-1], stores[len(stores) // 2]
+            courier_store, lease_store = self._more_stores(stores)
             store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
             disabled = set(store.disabled_webhooks())
             for name, reason, _ in store.disabled_webhooks().values():
@@ -199,6 +195,14 @@ class Service:
                 opened.close()
             log.info("orderwatch stopped")
 
+    def _redact_secrets(self, destinations: list[Destination]) -> None:
+        settings = self.settings
+        api_secrets = (settings.api.client_secret, settings.api.token)
+        redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
+        if settings.state.url is not None:
+            redactor.add(*url_secrets(settings.state.url.get_secret_value()))
+        redactor.add(*secrets_in(destinations))
+
     def _log_start(self, store: Store, destinations: int) -> None:
         settings = self.settings
         log.info(
@@ -210,17 +214,21 @@ class Service:
             f", instance {settings.ha.instance}" if store.shared else "",
         )
 
-    def _open_stores(self, opened: list[Store]) -> tuple[Store, Store, Store]:
-        """The poller's, the courier's and the lease keeper's store (appended to ``opened``).
-        On a shared database each has a connection of its own: a renewal never waits behind a
-        poll, and the courier's commits are never part of the poller's. On a file, one."""
+    def _more_stores(self, opened: list[Store]) -> tuple[Store, Store]:
+        """The courier's and the lease keeper's store, beside the poller's (``opened[0]``; new
+        ones are appended). On a shared database each has a connection of its own: a renewal
+        never waits behind a poll, and the courier's commits are never part of the poller's.
+        On a file, the one store serves all."""
         state, lease = self.settings.state, self.settings.ha.lease
-        opened.append(open_store(state.location, exclusive=True, idle_timeout=lease))
         if not opened[0].shared:
-            return opened[0], opened[0], opened[0]
+            return opened[0], opened[0]
         self.health.lease = lease
-        opened.extend(open_store(state.location, idle_timeout=lease) for _ in range(2))
-        return opened[0], opened[1], opened[2]
+        application = f"orderwatch {self.settings.ha.instance}"
+        opened.extend(
+            open_store(state.location, idle_timeout=lease, application=application)
+            for _ in range(2)
+        )
+        return opened[1], opened[2]
 
     def _serve_metrics(self) -> MetricsServer | None:
         address = self.settings.metrics.address

@@ -52,14 +52,18 @@ def open_store(
     readonly: bool = False,
     exclusive: bool = False,
     idle_timeout: float = 30.0,
+    application: str = "orderwatch",
 ) -> Store:
     """Open the store at ``location``: a ``postgresql://`` URL, else a SQLite file's path.
 
     ``exclusive`` (the daemon, SQLite): refuse a file another daemon uses. ``idle_timeout``
-    (PostgreSQL): how long a transaction may sit idle before the server ends the session.
+    (PostgreSQL): how long a transaction may sit idle before the server ends the session;
+    ``application``: how the server's session list names the connection.
     """
     if isinstance(location, str) and location.startswith(("postgresql:", "postgres:")):
         from orderwatch._store._postgres import PostgresStore  # noqa: PLC0415 - optional driver
 
-        return PostgresStore.open(location, readonly=readonly, idle_timeout=idle_timeout)
+        return PostgresStore.open(
+            location, readonly=readonly, idle_timeout=idle_timeout, application=application
+        )
     return SqliteStore.open(Path(location), readonly=readonly, exclusive=exclusive)

@@ -50,8 +50,9 @@ class PostgresStore(SharedLease, SharedDeliveries, Store):
 
     latest_schema = POSTGRES_SCHEMA_VERSION
 
-    def __init__(self, url: str, *, idle_timeout: float) -> None:
+    def __init__(self, url: str, *, idle_timeout: float, application: str = "orderwatch") -> None:
         self.url = url
+        self._application = application
         self.location = masked_url(url)
         self._idle_timeout = idle_timeout
         self._connection: psycopg.Connection[Any] | None = None
@@ -62,11 +63,18 @@ class PostgresStore(SharedLease, SharedDeliveries, Store):
         return True
 
     @classmethod
-    def open(cls, url: str, *, readonly: bool = False, idle_timeout: float = 30.0) -> PostgresStore:
+    def open(
+        cls,
+        url: str,
+        *,
+        readonly: bool = False,
+        idle_timeout: float = 30.0,
+        application: str = "orderwatch",
+    ) -> PostgresStore:
         """Connect to the database at ``url`` and bring its schema up to date (unless
         ``readonly``). ``idle_timeout``: how long a transaction may sit idle before the server
-        ends the session."""
-        store = cls(url, idle_timeout=idle_timeout)
+        ends the session. ``application``: how the server's session list names it."""
+        store = cls(url, idle_timeout=idle_timeout, application=application)
         try:
             store._prepare(readonly=readonly)
         except BaseException:
@@ -90,7 +98,7 @@ class PostgresStore(SharedLease, SharedDeliveries, Store):
                 self.url,
                 autocommit=True,
                 connect_timeout=_CONNECT_TIMEOUT,
-                application_name="orderwatch",
+                application_name=self._application,
             )
             self._connection.execute(
                 "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
