@@ -99,6 +99,9 @@ class PostgresStore(SharedLease, SharedDeliveries, Store):
                 autocommit=True,
                 connect_timeout=_CONNECT_TIMEOUT,
                 application_name=self._application,
+                # No server-side prepared statements: a plan fixed while the tables were small
+                # (a first sync) would keep scanning them whole once they are large.
+                prepare_threshold=None,
             )
             self._connection.execute(
                 "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
