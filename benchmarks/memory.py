@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from run import HOOK, NO_RETRY, api_settings, sandbox_process
 
 from orderwatch._client import OrdersApi
+from orderwatch._dispatch import Dispatcher
 from orderwatch._metrics import Metrics
 from orderwatch._poller import Poller
 from orderwatch._sandbox import World
@@ -54,7 +55,7 @@ def fill(path: Path, world: World) -> None:
 async def cycle(url: str, path: Path) -> dict[str, object]:
     store = open_store(path)
     async with OrdersApi(api_settings(url, 5000), retry=NO_RETRY) as api:
-        poller = Poller(api, store, [HOOK], Metrics(), concurrency=4)
+        poller = Poller(api, store, Dispatcher(store, [HOOK]), Metrics(), concurrency=4)
         started = time.perf_counter()
         report = await poller.cycle()
         seconds = time.perf_counter() - started

@@ -34,6 +34,7 @@ import anyio
 import httpx
 
 from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._dispatch import Dispatcher
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE
 from orderwatch._poller import Poller
@@ -129,7 +130,7 @@ async def requests_scenario(s: Scenario, cycles: int, seed: int) -> dict[str, ob
             OrdersApi(api_settings(sandbox.url, 5000), retry=NO_RETRY) as api,
             OrdersApi(api_settings(sandbox.url, 5000), retry=NO_RETRY) as baseline_api,
         ):
-            poller = Poller(api, store, [HOOK], Metrics(), concurrency=4)
+            poller = Poller(api, store, Dispatcher(store, [HOOK]), Metrics(), concurrency=4)
             await poller.cycle()  # the first sync, not counted here
             await poller.cycle()  # settles the positions it learned
             for _ in range(cycles):
@@ -188,7 +189,7 @@ async def cold_start(orders: int, max_rps: float, seed: int) -> dict[str, object
     with sandbox_process(orders, seed) as url, tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "s.db")
         async with OrdersApi(api_settings(url, max_rps), retry=NO_RETRY) as api:
-            poller = Poller(api, store, [HOOK], Metrics(), concurrency=4)
+            poller = Poller(api, store, Dispatcher(store, [HOOK]), Metrics(), concurrency=4)
             started = time.perf_counter()
             report = await poller.cycle()
             seconds = time.perf_counter() - started
@@ -268,7 +269,7 @@ async def ingest(
         async with OrdersApi(
             api_settings("http://127.0.0.1:9", 1e9), transport=replay.transport, retry=NO_RETRY
         ) as api:
-            poller = Poller(api, store, [HOOK], Metrics(), concurrency=4)
+            poller = Poller(api, store, Dispatcher(store, [HOOK]), Metrics(), concurrency=4)
             await poller.cycle()
             rng = random.Random(seed)
             moved = rng.sample(world.open_ids, int(orders * changed_share))

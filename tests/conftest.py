@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -287,6 +288,34 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path], Daemon]]:
     yield make
     for daemon in started:
         daemon.stop_quietly()
+
+
+class NotifySocket:
+    """A datagram socket playing systemd's part: collects what the daemon says."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.messages: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except (TimeoutError, BlockingIOError):
+                return self.messages
+
+    def said(self, fragment: str) -> bool:
+        return any(fragment in m for m in self.drain())
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.sock.close()
 
 
 DEFAULT_TEST_DATABASE = "postgresql://postgres@127.0.0.1:5432/test"

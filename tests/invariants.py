@@ -1,13 +1,13 @@
 """An invariant checker independent of the daemon's code: it compares what receivers got with
 the sandbox's own history.
 
-- Nothing false: every delivered ``order.created`` is an order that arrived after the baseline,
+- Nothing false: every delivered ``order.created`` is an order that arrived after the first sync,
   in a status it really had; every ``order.status_changed`` goes from a status the order had to
   one it had later (a net change may skip what nobody saw).
 - Nothing twice: one event id per change; an id delivered twice carries the same content (only a
   delivery in flight at a crash may repeat).
 - Nothing lost (once the daemon has caught up): each new order announced, and each order's chain
-  of announced changes leads from its baseline status to its status now.
+  of announced changes leads from its first-sync status to its status now.
 
 The sandbox only moves orders forward, so a given change (order, from, to) happens at most once.
 """
@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from orderwatch._sandbox import Change
+from orderwatch._sandbox import WorldChange
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def _false(
         return f"#{event.number}: announced but never existed"
     if event.type == "order.created":
         if event.number in initial:
-            return f"#{event.number}: announced as new but existed at the baseline"
+            return f"#{event.number}: announced as new but existed at the first sync"
         if event.status not in seq:
             return f"#{event.number}: announced new as {event.status}, never had it"
     elif event.type == "order.status_changed":
@@ -87,7 +87,7 @@ def _missing(
 
 def violations(
     initial: Mapping[int, str],
-    history: Iterable[Change],
+    history: Iterable[WorldChange],
     now: Mapping[int, str],
     delivered: Iterable[Delivered],
     *,

@@ -102,6 +102,8 @@ def test_created_and_stuck_payloads() -> None:
         (httpx.Response(410), ("HTTP 410 Gone", None, True)),
         (httpx.Response(429, headers={"Retry-After": "30"}), ("HTTP 429", 30.0, False)),
         (httpx.Response(503, headers={"Retry-After": "7"}), ("HTTP 503", 7.0, False)),
+        (httpx.Response(429, headers={"Retry-After": "86400"}), ("HTTP 429", 300.0, False)),
+        (httpx.Response(500, headers={"Retry-After": "30"}), ("HTTP 500", None, False)),
         (httpx.Response(500), ("HTTP 500", None, False)),
         (
             httpx.Response(301, headers={"Location": "https://elsewhere.example/"}),

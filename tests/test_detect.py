@@ -60,7 +60,7 @@ def test_an_order_seen_twice_on_shifted_pages_is_new_once() -> None:
     ]
 
 
-def test_new_orders_are_silent_during_the_baseline_and_transitions_are_not() -> None:
+def test_new_orders_are_silent_during_the_first_sync_and_transitions_are_not() -> None:
     changes = [NewOrder(order(2)), Transition(order(1, "Payed"), known(1, "Created"))]
     events = events_for(changes, announce_new=False, after_gap=False, now=200.0)
     assert [e.kind for e in events] == ["status_changed"]

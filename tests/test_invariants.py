@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from orderwatch._sandbox import Change
+from orderwatch._sandbox import WorldChange
 
 from .invariants import Delivered, violations
 
 INITIAL = {1: "Created", 2: "Payed"}
 HISTORY = [
-    Change("a", 1, "Created", "Payed"),
-    Change("a", 1, "Payed", "ReadyForDelivery"),
-    Change("c", 3, None, "Created"),
+    WorldChange("a", 1, "Created", "Payed"),
+    WorldChange("a", 1, "Payed", "ReadyForDelivery"),
+    WorldChange("c", 3, None, "Created"),
 ]
 NOW = {1: "ReadyForDelivery", 2: "Payed", 3: "Created"}
 
@@ -47,8 +47,8 @@ def test_duplicates_with_two_ids_are_caught_but_a_redelivered_id_is_not() -> Non
     )
 
 
-def test_a_baseline_order_announced_as_new_is_caught() -> None:
+def test_an_order_of_the_first_sync_announced_as_new_is_caught() -> None:
     wrong = [Delivered("e1", "order.created", 2, None, "Payed")]
-    assert "#2: announced as new but existed at the baseline" in violations(
+    assert "#2: announced as new but existed at the first sync" in violations(
         INITIAL, HISTORY, NOW, wrong, complete=False
     )

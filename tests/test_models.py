@@ -1,4 +1,4 @@
-"""Reading the Orders API's bodies, with every quirk ``shared/orders-api.md`` lists."""
+"""Reading the Orders API's bodies, with every quirk ``docs/orders-api.md`` lists."""
 
 from __future__ import annotations
 

@@ -5,21 +5,27 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orderwatch._metrics import Health, Metrics
 from orderwatch._sandbox import Sandbox
 
-from .conftest import Daemon, Receiver, sandbox_api, tool, wait_until, write_config
+from .conftest import (
+    Daemon,
+    NotifySocket,
+    Receiver,
+    sandbox_api,
+    tool,
+    wait_until,
+    write_config,
+)
 
 ROOT = Path(__file__).parent.parent
 UNIT = ROOT / "systemd" / "orderwatch.service"
@@ -79,34 +85,6 @@ def test_the_unit_carries_the_required_settings() -> None:
         assert f"\n{line}\n" in text, line
     assert re.search(r"\nWatchdogSec=\S+\n", text)
     assert re.search(r"\nLoadCredential(Encrypted)?=client_secret:", text)
-
-
-class NotifySocket:
-    """A datagram socket playing systemd's part: collects what the daemon says."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.1)
-        self.messages: list[str] = []
-
-    def drain(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except (TimeoutError, BlockingIOError):
-                return self.messages
-
-    def said(self, fragment: str) -> bool:
-        return any(fragment in m for m in self.drain())
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path / "notify.sock")
-    yield sock
-    sock.sock.close()
 
 
 def daemon_config(tmp_path: Path, sandbox: Sandbox, receiver: Receiver, **poll: object) -> Path:

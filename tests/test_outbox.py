@@ -4,12 +4,16 @@ dead letters, webhooks that go away."""
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 
 from orderwatch._detect import NewOrder, Transition, events_for
+from orderwatch._dispatch import DisabledWebhooks
 from orderwatch._messages import MessageTemplates
 from orderwatch._metrics import Metrics
 from orderwatch._models import Order
@@ -30,11 +34,30 @@ HOOK = Destination(
 
 
 class Clock:
+    """Virtual time: it moves only when a test moves it, and ends the courier's sleeps then."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self._alarms: list[tuple[float, anyio.Event]] = []
 
     def __call__(self) -> float:
         return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        alarm = (self.now + seconds, anyio.Event())
+        self._alarms.append(alarm)
+        await alarm[1].wait()
+
+    @property
+    def alarms(self) -> list[float]:
+        """When the sleeping workers wake, earliest first."""
+        return sorted(end for end, _ in self._alarms)
+
+    def move_to(self, moment: float) -> None:
+        self.now = moment
+        for alarm in [a for a in self._alarms if a[0] <= moment]:
+            self._alarms.remove(alarm)
+            alarm[1].set()
 
 
 class FakeSender:
@@ -80,10 +103,34 @@ def make(
     store, sender, clock, metrics = open_store(tmp_path / "s.db"), FakeSender(), Clock(), Metrics()
     webhooks = FakeWebhooks()
     courier = Courier(
-        store, destinations or [A, B, HOOK], metrics, clock=clock, sender=sender,
-        webhooks=webhooks, rng=random.Random(1),  # type: ignore[arg-type]
+        store, destinations or [A, B, HOOK], metrics, clock=clock, sleep=clock.sleep,
+        sender=sender, webhooks=webhooks, rng=random.Random(1),  # type: ignore[arg-type]
     )  # fmt: skip
     return store, courier, sender, clock, metrics, webhooks
+
+
+@asynccontextmanager
+async def delivering(courier: Courier) -> AsyncIterator[None]:
+    """The courier's real loop, running until the block ends; ready once it waits for work."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(courier.run)
+        await anyio.wait_all_tasks_blocked()
+        yield
+        group.cancel_scope.cancel()
+
+
+async def settled(courier: Courier) -> None:
+    """New deliveries were committed: let the courier act on them until it waits again."""
+    courier.wake()
+    await anyio.wait_all_tasks_blocked()
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await anyio.sleep(0.01)
 
 
 def counter(metrics: Metrics, route: str, outcome: str) -> float:
@@ -97,11 +144,13 @@ def one(numbers: list[int]) -> list[str]:
 async def test_every_delivery_goes_out_once_and_is_marked_sent(tmp_path: Path) -> None:
     store, courier, sender, clock, metrics, _ = make(tmp_path)
     seed(store, [1, 2], clock.now)
-    assert await courier.deliver_due() is None
+    async with delivering(courier):
+        await until(lambda: len(sender.sent) == 4, "four sends")
+        await settled(courier)
     assert sender.titles("a") == one([1, 2])
     assert sender.titles("b") == one([1, 2])
-    await courier.deliver_due()
     assert len(sender.sent) == 4
+    assert store.queue_counts() == {"pending": 0, "dead": 0}
     assert counter(metrics, "ops", "sent") == 2
     assert metrics.notification_latency._sum.get() == 0  # the fake clock did not move
 
@@ -122,7 +171,8 @@ async def test_nothing_is_sent_before_what_it_announces_is_synced_to_disk(
 
     courier._send = noting
     seed(store, [1], clock.now, [Target("ops", "a", clock.now)])
-    await courier.deliver_due()
+    async with delivering(courier):
+        await until(lambda: len(journal) == 3, "the send")
     # The event was committed without an fsync; the send waited for one.
     assert journal == [
         "PRAGMA synchronous = NORMAL",
@@ -137,15 +187,14 @@ async def test_a_failing_destination_keeps_its_order_and_does_not_delay_others(
     store, courier, sender, clock, metrics, _ = make(tmp_path)
     sender.failing.add("a")
     seed(store, [1, 2, 3], clock.now)
-    next_due = await courier.deliver_due()
-    assert sender.titles("b") == one([1, 2, 3])
-    assert next_due is not None
-    assert clock.now + 0.5 <= next_due <= clock.now + 4
-    assert counter(metrics, "ops", "failed") == 1  # only the head of the queue was tried
-    sender.failing.clear()
-    clock.now = next_due
-    await courier.deliver_due()
-    assert sender.titles("a") == one([1, 2, 3])
+    async with delivering(courier):
+        await until(lambda: sender.titles("b") == one([1, 2, 3]), "b's three messages")
+        [next_due] = clock.alarms  # a's worker waits for its retry; b's is done
+        assert clock.now + 0.5 <= next_due <= clock.now + 4
+        assert counter(metrics, "ops", "failed") == 1  # only the head of the queue was tried
+        sender.failing.clear()
+        clock.move_to(next_due)
+        await until(lambda: sender.titles("a") == one([1, 2, 3]), "a's three messages")
     assert store.queue_counts() == {"pending": 0, "dead": 0}
 
 
@@ -153,19 +202,21 @@ async def test_a_delivery_older_than_max_age_becomes_a_dead_letter(tmp_path: Pat
     store, courier, sender, clock, metrics, _ = make(tmp_path)
     sender.failing.add("a")
     seed(store, [1], clock.now)
-    await courier.deliver_due()
-    clock.now += 24 * 3600
-    await courier.deliver_due()
+    async with delivering(courier):
+        await until(lambda: len(clock.alarms) == 1, "a's retry to be scheduled")
+        clock.move_to(clock.now + 24 * 3600)
+        dead = metrics.notification_queue.labels(state="dead")
+        await until(lambda: dead._value.get() == 1, "the dead letter to be counted")
     assert store.queue_counts() == {"pending": 0, "dead": 1}
     assert counter(metrics, "ops", "dead") == 1
-    assert metrics.notification_queue.labels(state="dead")._value.get() == 1
 
 
 async def test_a_removed_destination_dead_letters_its_deliveries(tmp_path: Path) -> None:
     store, _, sender, clock, metrics, _ = make(tmp_path)
     seed(store, [1], clock.now)
-    courier = Courier(store, [B], metrics, clock=clock, sender=sender)
-    await courier.deliver_due()
+    courier = Courier(store, [B], metrics, clock=clock, sleep=clock.sleep, sender=sender)
+    async with delivering(courier):
+        await until(lambda: store.queue_counts()["pending"] == 0, "both deliveries settled")
     assert [k for k, _, _ in sender.sent] == ["b"]
     assert store.queue_counts()["dead"] == 1
 
@@ -186,11 +237,12 @@ DIGESTING = Destination(
 
 async def test_more_than_the_threshold_waiting_become_one_digest(tmp_path: Path) -> None:
     store, courier, sender, clock, metrics, _ = make(tmp_path, [DIGESTING])
-    seed(store, list(range(1, 61)), clock.now, [Target("ops", "a", clock.now + 10)])
-    await courier.deliver_due()
-    assert sender.sent == []  # group_wait has not passed
-    clock.now += 10
-    await courier.deliver_due()
+    async with delivering(courier):
+        seed(store, list(range(1, 61)), clock.now, [Target("ops", "a", clock.now + 10)])
+        await settled(courier)
+        assert sender.sent == []  # group_wait has not passed
+        clock.move_to(clock.now + 10)
+        await until(lambda: len(sender.sent) == 1, "the digest")
     [(_key, title, body)] = sender.sent
     assert title == "60 new orders"
     assert body.splitlines()[0] == "new order (Created): 60"
@@ -202,18 +254,22 @@ async def test_at_most_the_threshold_go_one_by_one_at_one_a_second(tmp_path: Pat
     store, courier, sender, clock, _, _ = make(tmp_path, [DIGESTING])
     seed(store, [1, 2, 3], clock.now, [Target("ops", "a", clock.now)])
     started = anyio.current_time()
-    await courier.deliver_due()
+    async with delivering(courier):
+        await until(lambda: len(sender.sent) == 3, "three messages")
     assert sender.titles("a") == one([1, 2, 3])
     assert anyio.current_time() - started >= 1.9  # three messages, one a second
 
 
 async def test_events_arriving_within_group_wait_join_the_first_ones_batch(tmp_path: Path) -> None:
     store, courier, sender, clock, _, _ = make(tmp_path, [DIGESTING])
-    seed(store, [1], clock.now, [Target("ops", "a", clock.now + 10)])
-    clock.now += 8
-    seed(store, [2, 3, 4, 5, 6, 7], clock.now, [Target("ops", "a", clock.now + 10)])
-    clock.now += 2
-    await courier.deliver_due()
+    async with delivering(courier):
+        seed(store, [1], clock.now, [Target("ops", "a", clock.now + 10)])
+        await settled(courier)
+        clock.move_to(clock.now + 8)
+        seed(store, [2, 3, 4, 5, 6, 7], clock.now, [Target("ops", "a", clock.now + 10)])
+        await settled(courier)
+        clock.move_to(clock.now + 2)
+        await until(lambda: len(sender.sent) == 1, "the digest")
     assert [t for _, t, _ in sender.sent] == ["7 new orders"]
 
 
@@ -222,12 +278,13 @@ async def test_held_deliveries_wait_for_quiet_hours_to_end_and_urgent_ones_do_no
 ) -> None:
     store, courier, sender, clock, _, _ = make(tmp_path, [DIGESTING])
     quiet_end = clock.now + 3600
-    seed(store, [1, 2], clock.now, [Target("ops", "a", quiet_end, held=True)])
-    seed(store, [3], clock.now, [Target("ops", "a", clock.now)])  # urgent: not held
-    await courier.deliver_due()
-    assert sender.titles("a") == one([3])
-    clock.now = quiet_end
-    await courier.deliver_due()
+    async with delivering(courier):
+        seed(store, [1, 2], clock.now, [Target("ops", "a", quiet_end, held=True)])
+        seed(store, [3], clock.now, [Target("ops", "a", clock.now)])  # urgent: not held
+        await settled(courier)
+        assert sender.titles("a") == one([3])
+        clock.move_to(quiet_end)
+        await until(lambda: len(sender.sent) == 2, "the held ones")
     assert sender.titles("a")[1:] == ["2 new orders"]  # held ones come as one digest
 
 
@@ -241,10 +298,12 @@ async def test_templates_shape_single_messages_and_digests(tmp_path: Path) -> No
         ),
     )  # fmt: skip
     store, courier, sender, clock, _, _ = make(tmp_path, [custom])
-    seed(store, [1], clock.now, [Target("ops", "a", clock.now)])
-    await courier.deliver_due()
-    seed(store, [2, 3], clock.now, [Target("ops", "a", clock.now)])
-    await courier.deliver_due()
+    async with delivering(courier):
+        seed(store, [1], clock.now, [Target("ops", "a", clock.now)])
+        await settled(courier)
+        seed(store, [2, 3], clock.now, [Target("ops", "a", clock.now)])
+        courier.wake()
+        await until(lambda: len(sender.sent) == 2, "the digest")
     assert [(t, b) for _, t, b in sender.sent] == [
         ("#1 is Created", "event created"),
         ("2 things", "2 3"),
@@ -255,13 +314,15 @@ async def test_a_webhook_gets_one_post_per_event_and_honours_retry_after(tmp_pat
     store, courier, _, clock, metrics, webhooks = make(tmp_path)
     webhooks.outcomes = [SendOutcome(error="HTTP 429", retry_after=120.0)]
     seed(store, [1, 2], clock.now, [Target("erp", "w", clock.now)])
-    next_due = await courier.deliver_due()
-    assert webhooks.sent == []
-    assert next_due is not None
-    assert next_due >= clock.now + 120
-    clock.now = next_due
-    await courier.deliver_due()
-    assert len(webhooks.sent) == 2
+    async with delivering(courier):
+        await until(lambda: len(clock.alarms) == 1, "the retry to be scheduled")
+        [retry_at, _] = [d.next_attempt_at for d in store.pending_deliveries()]
+        assert retry_at >= clock.now + 120
+        clock.move_to(retry_at - 1)
+        await settled(courier)
+        assert webhooks.sent == []  # not a second before Retry-After allows
+        clock.move_to(retry_at)
+        await until(lambda: len(webhooks.sent) == 2, "both posts")
     assert counter(metrics, "erp", "sent") == 2
 
 
@@ -271,8 +332,9 @@ async def test_a_webhook_answering_410_is_disabled_and_its_queue_dead_lettered(
     store, courier, _, clock, metrics, webhooks = make(tmp_path)
     webhooks.outcomes = [SendOutcome(error="HTTP 410 Gone", gone=True)]
     seed(store, [1, 2, 3], clock.now, [Target("erp", "w", clock.now)])
-    await courier.deliver_due()
-    assert "w" in courier.disabled
+    async with delivering(courier):
+        await until(lambda: store.queue_counts()["dead"] == 3, "the queue dead-lettered")
+    assert "w" in DisabledWebhooks(store)
     assert store.queue_counts() == {"pending": 0, "dead": 3}
     [(name, reason, _)] = store.disabled_webhooks().values()
     assert (name, reason) == ("erp", "disabled: the receiver answered 410 Gone")
@@ -283,12 +345,13 @@ async def test_webhooks_keep_their_deliveries_for_72_hours(tmp_path: Path) -> No
     store, courier, _, clock, _, webhooks = make(tmp_path)
     webhooks.outcomes = [SendOutcome(error="HTTP 500")] * 3
     seed(store, [1], clock.now, [Target("erp", "w", clock.now)])
-    await courier.deliver_due()
-    clock.now += 48 * 3600
-    await courier.deliver_due()
-    assert store.queue_counts() == {"pending": 1, "dead": 0}
-    clock.now += 24 * 3600
-    await courier.deliver_due()
+    async with delivering(courier):
+        await settled(courier)
+        clock.move_to(clock.now + 48 * 3600)
+        await settled(courier)
+        assert [d.attempts for d in store.pending_deliveries()] == [2]  # tried again, kept
+        clock.move_to(clock.now + 24 * 3600)
+        await until(lambda: store.queue_counts()["dead"] == 1, "the dead letter")
     assert store.queue_counts() == {"pending": 0, "dead": 1}
 
 
@@ -316,7 +379,8 @@ async def test_a_resolving_transition_says_so(tmp_path: Path) -> None:
     store.record(
         {}, [], [(event, [Target("ops", "a", clock.now)])], anchors_before={}, now=clock.now
     )
-    await courier.deliver_due()
+    async with delivering(courier):
+        await until(lambda: len(sender.sent) == 1, "the message")
     [(_, title, body)] = sender.sent
     assert title == "Order #9: AwaitingCertificateAssignment → Delivered"
     assert "This resolves the alert that it was stuck in AwaitingCertificateAssignment." in body

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._dispatch import Dispatcher
 from orderwatch._metrics import Metrics
 from orderwatch._poller import Poller
 from orderwatch._sandbox import Sandbox, SandboxApp, World
@@ -31,14 +32,10 @@ class Rig:
     announced: list[StoredEvent]
 
     def poller(self, *, initial: bool = False) -> Poller:
-        return Poller(
-            self.api,
-            self.store,
-            [DEST],
-            self.metrics,
-            announce_initial=initial,
-            on_committed=self.announced.extend,
-        )
+        return Poller(self.api, self.store, self.dispatch(), self.metrics, announce_initial=initial)
+
+    def dispatch(self) -> Dispatcher:
+        return Dispatcher(self.store, [DEST], on_committed=self.announced.extend)
 
     def titles(self) -> list[str]:
         from orderwatch._messages import title_for
@@ -87,7 +84,7 @@ async def test_the_first_cycle_learns_everything_silently(rig: Rig) -> None:
     assert report.full_walk
     assert report.pages == 3  # 50 orders
     assert sum(rig.store.status_counts().values()) == 50
-    assert rig.store.baseline_done
+    assert rig.store.first_sync_done
 
 
 async def test_notify_initial_announces_the_orders_found_at_first_start(rig: Rig) -> None:
@@ -265,7 +262,7 @@ async def test_an_interrupted_first_sync_resumes_without_announcing(
 
     with pytest.raises(ApiError):
         await first.poller().cycle()
-    assert not first.store.baseline_done
+    assert not first.store.first_sync_done
     assert sum(first.store.status_counts().values()) == 20
     await first.api.aclose()
     first.store.close()
@@ -274,7 +271,7 @@ async def test_an_interrupted_first_sync_resumes_without_announcing(
     await second.poller().cycle()
     # the resumed first sync stays silent about old orders, not about ones newer than its start
     assert sorted(second.titles()) == [f"Order #{n}: new order (Created)" for n in arrived]
-    assert second.store.baseline_done
+    assert second.store.first_sync_done
     assert sum(second.store.status_counts().values()) == 52
     await second.api.aclose()
 
@@ -315,10 +312,10 @@ async def test_a_first_sync_with_unreadable_orders_walks_again_and_announces_not
     rig.sandbox.faults = Faults(missing=0.3)
     poller = rig.poller()
     await poller.cycle()
-    assert not rig.store.baseline_done  # some orders could not be read: not done yet
+    assert not rig.store.first_sync_done  # some orders could not be read: not done yet
     rig.sandbox.faults = Faults()
     await poller.cycle()
-    assert rig.store.baseline_done
+    assert rig.store.first_sync_done
     assert sum(rig.store.status_counts().values()) == 50
     assert rig.announced == []  # no order that existed was announced as new
 
@@ -349,9 +346,12 @@ class InFlight(httpx.AsyncBaseTransport):
             self.now -= 1
 
 
-def in_memory_api(app: SandboxApp) -> tuple[OrdersApi, InFlight]:
-    """A client of ``app`` through :class:`InFlight` (every request takes 20 ms), no retries."""
-    transport = InFlight(app.mock_transport())
+def in_memory_api(
+    app: SandboxApp, inner: httpx.AsyncBaseTransport | None = None
+) -> tuple[OrdersApi, InFlight]:
+    """A client of ``app`` (or of ``inner``) through :class:`InFlight` (every request takes
+    20 ms), no retries."""
+    transport = InFlight(inner or app.mock_transport())
     settings = ApiSettings(
         base_url="http://127.0.0.1:9",
         client_id="sandbox",
@@ -370,9 +370,7 @@ async def scattered_rig(tmp_path: Path, **poller: object) -> tuple[Rig, Poller, 
     app = SandboxApp(world)
     api, transport = in_memory_api(app)
     rig = Rig(app, open_store(tmp_path / "s.db"), api, Metrics(), [])  # type: ignore[arg-type]
-    instance = Poller(
-        api, rig.store, [DEST], rig.metrics, on_committed=rig.announced.extend, **poller
-    )  # type: ignore[arg-type]
+    instance = Poller(api, rig.store, rig.dispatch(), rig.metrics, **poller)  # type: ignore[arg-type]
     await instance.cycle()
     return rig, instance, transport
 
@@ -437,10 +435,7 @@ async def moved_walk(tmp_path: Path, concurrency: int) -> tuple[Rig, Poller, lis
     app = SandboxApp(world)
     api, _ = in_memory_api(app)
     rig = Rig(app, open_store(tmp_path / f"s{concurrency}.db"), api, Metrics(), [])  # type: ignore[arg-type]
-    poller = Poller(
-        api, rig.store, [DEST], rig.metrics, on_committed=rig.announced.extend,
-        concurrency=concurrency,
-    )  # fmt: skip
+    poller = Poller(api, rig.store, rig.dispatch(), rig.metrics, concurrency=concurrency)
     await poller.cycle()
     mark = len(world.history)
     for order_id in world.open_ids[::7][:30]:
@@ -493,3 +488,131 @@ async def test_a_batch_that_cannot_be_written_announces_nothing_of_it(
     # What was rolled back was never announced, and is found again: each change exactly once.
     assert sorted(rig.titles()) == expected
     await rig.api.aclose()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("number_step", [1, 9], ids=["consecutive-numbers", "sparse-numbers"])
+async def test_a_first_sync_under_arrivals_and_retried_pages_learns_every_order(
+    tmp_path: Path, number_step: int
+) -> None:
+    """Issue 10: 2,500 orders, a new one at the head every 100 ms, one request in ten failing
+    and one in thirty dropped, four pages in flight. Retried pages answer after their
+    successors while orders shift between them; every order must still be learned."""
+    from orderwatch._exceptions import ApiError
+    from orderwatch._sandbox import Faults
+
+    world = World(
+        seed=10,
+        orders=2500,
+        open_orders=30,
+        arrival_rate=1,
+        move_rate=0,
+        cancel_rate=0,
+        number_step=number_step,
+    )
+    with Sandbox(world, fault_seed=3) as sandbox:
+        settings = ApiSettings(
+            base_url=sandbox.url,
+            client_id=sandbox.client_id,
+            client_secret=sandbox.client_secret,
+            max_rps=400.0,
+        )
+        retry = RetryPolicy(attempts=8, wait_initial=0.05, wait_max=0.3, wait_jitter=0.05)
+        store = open_store(tmp_path / "state.db")
+        async with OrdersApi(settings, retry=retry) as api:
+            metrics = Metrics()
+            poller = Poller(api, store, Dispatcher(store, [DEST]), metrics, concurrency=4)
+            sandbox.faults = Faults(errors=0.1, resets=1 / 30)
+            sandbox.tick_every(0.1)
+            rereads = 0
+            for _ in range(10):
+                try:
+                    rereads += (await poller.cycle()).rereads
+                except ApiError:
+                    continue
+                if store.first_sync_done:
+                    break
+            sandbox.stop_ticking()
+            sandbox.faults = Faults()
+            assert store.first_sync_done
+            await poller.cycle()  # quiet now: the head walk picks up the last arrivals
+        known = {order["id"] for order in store.export()}
+        store.close()
+    with sandbox.lock:
+        missing = [o.number for o in world.newest_first if o.id not in known]
+    assert missing == []
+    assert rereads > 0  # the faults did open holes, and re-reads closed them
+
+
+class Reordering(httpx.AsyncBaseTransport):
+    """Answers one list page only after its successor answered, with orders arriving at the
+    head in between: the pattern that opens a hole between two pages read side by side."""
+
+    def __init__(self, app: SandboxApp) -> None:
+        import anyio
+
+        self.app, self.inner = app, app.mock_transport()
+        self.late: int | None = None  # the page to answer late
+        self.successor: int | None = None
+        self.successor_answered = anyio.Event()
+        self.pages: list[int] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params.get("page", 0))
+        self.pages.append(page)
+        if self.late is not None and page == self.late:
+            self.late, self.successor = None, page + 1
+            await self.successor_answered.wait()
+            for _ in range(5):
+                self.app.world.add_order(status="Delivered")
+        response = await self.inner.handle_async_request(request)
+        if page == self.successor:
+            self.successor = None
+            self.successor_answered.set()
+        return response
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def third_reconcile_cycle(tmp_path: Path, *, late: int | None) -> tuple[int, list[int], str]:
+    """Re-reads, pages requested and the slow walk's cursor after a cycle whose due slice is
+    pages 2 to 4, read four at a time; with ``late``, that page answers after its successor."""
+    app = SandboxApp(World(seed=4, orders=200, open_orders=3))
+    transport = Reordering(app)
+    clock = FakeClock()
+    store = open_store(tmp_path / "s.db")
+    async with in_memory_api(app, transport)[0] as api:
+        poller = Poller(
+            api,
+            store,
+            Dispatcher(store, [DEST]),
+            Metrics(),
+            concurrency=4,
+            reconcile=100.0,
+            clock=clock,
+        )
+        await poller.cycle()  # the first sync
+        await poller.cycle()  # the slow walk begins: page 1, read by the head walk anyway
+        clock.now += 30.0  # pages 2 to 4 fall due
+        transport.late, transport.pages = late, []
+        report = await poller.cycle()
+    cursor = store.get_meta("reconcile_cursor") or ""
+    store.close()
+    return report.rereads, [p for p in transport.pages if p > 1], cursor
+
+
+async def test_a_reconcile_slice_whose_pages_answer_out_of_order_reads_the_gap_again(
+    tmp_path: Path,
+) -> None:
+    rereads, pages, cursor = await third_reconcile_cycle(tmp_path, late=2)
+    assert rereads == 1
+    assert sorted(pages) == [2, 3, 3, 4]  # page 3 again, sent after page 2 answered
+    assert cursor == "5"
+
+
+async def test_a_quiet_reconcile_slice_costs_no_extra_request(tmp_path: Path) -> None:
+    rereads, pages, cursor = await third_reconcile_cycle(tmp_path, late=None)
+    assert rereads == 0
+    assert sorted(pages) == [2, 3, 4]
+    assert cursor == "5"

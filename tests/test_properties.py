@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from orderwatch import ApiError
 from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._dispatch import Dispatcher
 from orderwatch._metrics import Metrics
 from orderwatch._poller import Poller
 from orderwatch._sandbox import Faults, SandboxApp, World
@@ -79,7 +80,9 @@ async def scenario(seed: int, operations: list[str], faults: Faults, cycles: int
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "s.db")
         async with OrdersApi(settings_, transport=app.mock_transport(), retry=NO_RETRIES) as api:
-            poller = Poller(api, store, [], Metrics(), on_committed=announced.extend)
+            poller = Poller(
+                api, store, Dispatcher(store, [], on_committed=announced.extend), Metrics()
+            )
             await poller.cycle()  # the first sync, quiet
             initial = {o.number: o.status for o in world.newest_first}
             mark = len(world.history)

@@ -7,9 +7,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orderwatch._detect import KnownOrder
+from orderwatch._detect import Event, KnownOrder
 from orderwatch._models import Order
-from orderwatch._routing import Filters, QuietHours, RoutePolicy, parse_duration, plan_delivery
+from orderwatch._routing import (
+    Filters,
+    QuietHours,
+    RoutePolicy,
+    parse_duration,
+    plan_delivery,
+    recipients,
+    sends_as_digest,
+)
 from orderwatch._stuck import StuckRule, stuck_events
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -122,3 +130,71 @@ def test_without_repeat_a_stuck_order_is_reported_once() -> None:
 
 def test_orders_in_other_statuses_are_never_stuck() -> None:
     assert stuck_events([known("Created", 0.0)], [StuckRule("Payed", after=1)], now=10**9) == []
+
+
+ROUTE = RoutePolicy(group_wait=10, digest_threshold=5)
+
+
+@pytest.mark.parametrize(
+    ("waiting", "held", "digest"),
+    [
+        (5, False, False),  # at the threshold: one message each
+        (6, False, True),  # above it: one digest
+        (2, True, True),  # held for quiet hours: a digest, however few
+        (1, True, False),  # a lone delivery is never a digest
+    ],
+)
+def test_a_route_digests_above_its_threshold_or_after_quiet_hours(
+    waiting: int, held: bool, digest: bool
+) -> None:
+    assert sends_as_digest(ROUTE, waiting, held=held) is digest
+
+
+def test_a_webhook_never_gets_a_digest() -> None:
+    assert not sends_as_digest(RoutePolicy(), 100, held=True)
+
+
+class Dest:
+    def __init__(self, key: str, statuses: set[str] | None = None) -> None:
+        self.key = key
+        self.filters = Filters(statuses=None if statuses is None else frozenset(statuses))
+
+    def accepts(self, event: Event) -> bool:
+        return self.filters.accepts(event.kind, event.order.status, event.previous_status)
+
+    def __repr__(self) -> str:
+        return self.key
+
+
+def moved(status: str, *, resolves_stuck: bool) -> Event:
+    return Event(
+        kind="status_changed",
+        order=Order("id-1", 1, status),
+        previous_status="AwaitingCertificateAssignment",
+        previous_since=0.0,
+        previous_since_exact=True,
+        detected_at=10.0,
+        after_gap=False,
+        resolves_stuck=resolves_stuck,
+    )
+
+
+def test_an_event_goes_to_the_destinations_that_accept_it_and_never_to_a_disabled_one() -> None:
+    ops, delivered_only, hook = Dest("ops"), Dest("d", {"Delivered"}), Dest("hook")
+    chosen = recipients(
+        moved("Cancelled", resolves_stuck=False),
+        [ops, delivered_only, hook],
+        disabled={"hook"},
+        alerted=(),
+    )
+    assert chosen == [ops]
+
+
+def test_a_resolution_also_goes_to_whoever_got_the_stuck_alert_whatever_its_filters() -> None:
+    ops, stuck_only, other = Dest("ops"), Dest("stuck", {"Nothing"}), Dest("o", {"Nothing"})
+    destinations = [ops, stuck_only, other]
+    resolution = moved("Delivered", resolves_stuck=True)
+    assert recipients(resolution, destinations, disabled=(), alerted={"stuck"}) == [ops, stuck_only]
+    plain = moved("Delivered", resolves_stuck=False)
+    assert recipients(plain, destinations, disabled=(), alerted={"stuck"}) == [ops]
+    assert recipients(resolution, destinations, disabled={"stuck"}, alerted={"stuck"}) == [ops]

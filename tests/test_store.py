@@ -12,7 +12,7 @@ import pytest
 
 from orderwatch import StateError
 from orderwatch._detect import NewOrder, events_for
-from orderwatch._models import Order
+from orderwatch._models import KNOWN_STATUSES, Order
 from orderwatch._store import (
     MIGRATIONS,
     Lease,
@@ -70,7 +70,7 @@ def test_a_batch_commits_orders_events_and_deliveries_together(reopen: Opener) -
     assert store.status_counts() == {"Created": 1, "Delivered": 1}
     assert [k.order.number for k in store.open_orders()] == [1]
     pending = store.pending_deliveries()
-    assert [(d.destination, d.stored.event.order.number) for d in pending] == [
+    assert [(d.destination_key, d.stored.event.order.number) for d in pending] == [
         ("k1", 1),
         ("k1", 2),
         ("k2", 1),
@@ -415,7 +415,7 @@ def test_a_killed_database_session_is_reported_then_reconnected(postgres_url: st
     with pytest.raises(StateUnavailableError, match="cannot reach"):
         store.set_meta(arrivals=3)
     store.set_meta(arrivals=4)  # a new connection
-    assert (store.baseline_done, store.arrivals) == (True, 4)
+    assert (store.first_sync_done, store.arrivals) == (True, 4)
     store.close()
 
 
@@ -464,7 +464,7 @@ def test_a_state_file_moves_into_postgresql_with_everything(
         sqlite.open_orders(),
         sqlite.disabled_webhooks(),
         sqlite.open_anchors(),
-        (sqlite.baseline_done, sqlite.arrivals),
+        (sqlite.first_sync_done, sqlite.arrivals),
         sqlite.queue_counts(),
     )
     sqlite.close()
@@ -478,7 +478,7 @@ def test_a_state_file_moves_into_postgresql_with_everything(
         postgres.open_orders(),
         postgres.disabled_webhooks(),
         postgres.open_anchors(),
-        (postgres.baseline_done, postgres.arrivals),
+        (postgres.first_sync_done, postgres.arrivals),
         postgres.queue_counts(),
     ) == expected
     assert postgres.check() == []
@@ -489,3 +489,13 @@ def test_a_state_file_moves_into_postgresql_with_everything(
     postgres.close()
     with pytest.raises(StateError, match="is not empty"):
         migrate_to_postgres(path, postgres_url)
+
+
+def test_state_check_agrees_with_the_model_on_which_statuses_are_final(reopen: Opener) -> None:
+    store = reopen()
+    changes = [NewOrder(new_order(n, s)) for n, s in enumerate([*KNOWN_STATUSES, "Unheard"])]
+    store.record({}, changes, [], anchors_before={}, now=1.0)
+    assert store.check() == []
+    with store._transaction():
+        store._execute("UPDATE orders SET is_final = 1 - is_final WHERE status = 'Delivered'")
+    assert store.check() == ["1 orders whose final flag disagrees with their status"]

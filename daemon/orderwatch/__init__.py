@@ -6,31 +6,34 @@ command line. Everything else lives in private modules, one concept each.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from orderwatch._exceptions import (
     ApiError,
     ConfigError,
     CredentialsError,
     DeliveryError,
+    LeadershipLostError,
     OrderwatchError,
     PermanentApiError,
     RateLimitedError,
     StateError,
+    StateUnavailableError,
     TransientApiError,
 )
 from orderwatch._settings import Settings, load_settings
+from orderwatch._version import __version__
 
 __all__ = [
     "ApiError",
     "ConfigError",
     "CredentialsError",
     "DeliveryError",
+    "LeadershipLostError",
     "OrderwatchError",
     "PermanentApiError",
     "RateLimitedError",
     "Settings",
     "StateError",
+    "StateUnavailableError",
     "TransientApiError",
     "__version__",
     "load_settings",

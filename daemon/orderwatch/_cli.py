@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -17,13 +18,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import httpx
 
-from orderwatch import __version__
+from orderwatch._detect import EVENT_KINDS, EventKind
 from orderwatch._exceptions import ConfigError, OrderwatchError
+from orderwatch._explain import explain
 from orderwatch._logging import configure_logging
-from orderwatch._messages import format_duration
+from orderwatch._messages import format_duration, title_for
 from orderwatch._models import KNOWN_STATUSES
+from orderwatch._sandbox import Faults, Sandbox, World
 from orderwatch._settings import Settings, config_path, default_state_path, load_settings
+from orderwatch._sinks import Destination, destinations_for, send
+from orderwatch._store import masked_url, open_store, url_problem
+from orderwatch._store._migrate import migrate_to_postgres
+from orderwatch._version import __version__
+from orderwatch._webhooks import WebhookSender, test_payload
 
 __all__ = ["main"]
 
@@ -52,7 +61,7 @@ def _add_routes_outbox_state(
     explain.add_argument("--from", dest="from_status", help="the previous status")
     explain.add_argument(
         "--event",
-        choices=["created", "status_changed", "stuck"],
+        choices=EVENT_KINDS,
         help="the event type (default: status_changed with --from, else created)",
     )
 
@@ -254,7 +263,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
-    from orderwatch._service import ServiceOptions, run_service  # noqa: PLC0415 - keeps CLI light
+    # +60 ms (prometheus-client, stamina) that check-config, status and health never need
+    from orderwatch._service import ServiceOptions, run_service  # noqa: PLC0415
 
     path = config_path(getattr(args, "config", None))
     anyio.run(run_service, settings, ServiceOptions(config_path=path))
@@ -273,8 +283,6 @@ def _health_url(args: argparse.Namespace) -> str:
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
-    import httpx  # noqa: PLC0415
-
     url = _health_url(args)
     try:
         response = httpx.get(url, timeout=args.timeout)
@@ -286,9 +294,6 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 def _cmd_notify_test(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from orderwatch._sinks import Destination, destinations_for, send  # noqa: PLC0415
-    from orderwatch._webhooks import WebhookSender, test_payload  # noqa: PLC0415
-
     destinations = destinations_for(settings.notify)
     if not destinations:
         print("notify: no routes or webhooks configured, nothing to test", file=sys.stderr)
@@ -318,10 +323,8 @@ def _cmd_notify_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_routes(args: argparse.Namespace) -> int:
-    from orderwatch._explain import explain  # noqa: PLC0415
-
     settings = _settings(args)
-    kind = args.event or ("status_changed" if args.from_status else "created")
+    kind: EventKind = args.event or ("status_changed" if args.from_status else "created")
     print(explain(settings, status=args.status, previous=args.from_status, kind=kind))
     return 0
 
@@ -337,9 +340,6 @@ def _state_location(args: argparse.Namespace) -> Path | str:
 
 
 def _cmd_outbox(args: argparse.Namespace) -> int:
-    from orderwatch._messages import title_for  # noqa: PLC0415
-    from orderwatch._store import open_store  # noqa: PLC0415
-
     action = args.outbox_command
     if action != "list" and not (args.event or args.route or args.all):
         raise OrderwatchError(f"outbox {action}: say which deliveries: --event, --route or --all")
@@ -378,10 +378,6 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_state(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415
-
-    from orderwatch._store import open_store  # noqa: PLC0415
-
     if args.state_command == "migrate":
         return _migrate(args)
     store = open_store(_state_location(args), readonly=True)
@@ -420,9 +416,6 @@ def _cmd_state(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from orderwatch._store import masked_url, url_problem  # noqa: PLC0415
-    from orderwatch._store._migrate import migrate_to_postgres  # noqa: PLC0415
-
     source = _state_location(args)
     if not isinstance(source, Path):
         raise OrderwatchError(
@@ -451,8 +444,6 @@ def _when(timestamp: float | None, *, future: bool = False) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from orderwatch._store import open_store  # noqa: PLC0415
-
     store = open_store(_state_location(args), readonly=True)
     try:
         counts = store.status_counts()
@@ -464,7 +455,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 f"instance {instance.name}: {instance.role}, last seen {_when(instance.last_seen)}"
             )
         print(f"last successful poll: {_when(float(last) if last else None)}")
-        if store.baseline_done:
+        if store.first_sync_done:
             print("first sync: done")
         else:
             page, pages = store.get_meta("sync_page"), store.get_meta("sync_total_pages")
@@ -490,8 +481,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from orderwatch._sandbox import Faults, Sandbox, World  # noqa: PLC0415
-
     faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})
     world = World(
         seed=args.seed, orders=args.orders, open_orders=args.open, arrival_rate=args.arrival_rate
@@ -530,7 +519,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from orderwatch._demo import run_demo  # noqa: PLC0415
+    from orderwatch._demo import run_demo  # noqa: PLC0415 - loads the service: +60 ms, as run
 
     return run_demo(seed=args.seed, metrics_port=args.metrics_port)
 

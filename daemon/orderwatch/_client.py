@@ -9,14 +9,12 @@ vanished order.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final, Self, TypeVar
 from urllib.parse import quote
 
@@ -32,6 +30,7 @@ from orderwatch._exceptions import (
     TransientApiError,
 )
 from orderwatch._models import OrderPage, parse_order_page, parse_status_body
+from orderwatch._ratelimit import RateLimiter, retry_after
 from orderwatch._settings import ApiSettings
 
 __all__ = ["OrdersApi", "RetryPolicy"]
@@ -40,7 +39,6 @@ log = logging.getLogger("orderwatch.api")
 
 T = TypeVar("T")
 Observe = Callable[[str, str, float], None]  # endpoint, code, seconds
-_MAX_RETRY_AFTER: Final = 300.0  # longer waits would outlast the systemd watchdog (10 min)
 _ETAG_CACHE: Final = 512  # answers remembered for conditional requests (If-None-Match)
 
 
@@ -52,21 +50,6 @@ class RetryPolicy:
     wait_initial: float = 0.5
     wait_max: float = 30.0
     wait_jitter: float = 1.0
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return min(float(value), _MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(max((when - datetime.now(UTC)).total_seconds(), 0.0), _MAX_RETRY_AFTER)
 
 
 def _backoff(error: Exception) -> bool | float:
@@ -97,8 +80,6 @@ class OrdersApi:
         on_secret: Callable[[str], None] = lambda _: None,
         on_malformed: Callable[[str], None] = lambda _: None,
     ) -> None:
-        from orderwatch._ratelimit import RateLimiter  # noqa: PLC0415 - keeps the import graph flat
-
         verify: ssl.SSLContext | bool = True  # certificates are always checked
         if settings.ca_bundle is not None:
             verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
@@ -232,7 +213,7 @@ class OrdersApi:
                 "check api.token or the client credentials"
             )
         if code == 429:
-            wait = _retry_after(response)
+            wait = retry_after(response.headers.get("Retry-After"), time.time())
             if wait:
                 self._limiter.hold_off(wait)
             raise RateLimitedError(f"{endpoint}: rate limited (HTTP 429)", wait)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal, get_args
 
 from orderwatch._models import Order
 
 __all__ = [
+    "EVENT_KINDS",
     "Change",
     "Event",
     "EventKind",
@@ -29,7 +30,8 @@ __all__ = [
     "settled",
 ]
 
-EventKind = Literal["created", "status_changed", "stuck"]
+EventKind = Literal["created", "status_changed", "stuck"]  # the one list of event kinds
+EVENT_KINDS: Final[tuple[EventKind, ...]] = get_args(EventKind)
 
 
 @dataclass(frozen=True, slots=True)

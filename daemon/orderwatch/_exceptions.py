@@ -31,6 +31,7 @@ __all__ = [
     "StateError",
     "StateUnavailableError",
     "TransientApiError",
+    "first_orderwatch_error",
 ]
 
 
@@ -86,3 +87,14 @@ class LeadershipLostError(StateError):
 
 class DeliveryError(OrderwatchError):
     """A notification destination did not accept a message."""
+
+
+def first_orderwatch_error(group: BaseExceptionGroup[BaseException]) -> OrderwatchError | None:
+    """The first :class:`OrderwatchError` in ``group``, nested groups included, or None: a task
+    group's failure told as the one-line story the user needs, not as the group."""
+    for error in group.exceptions:
+        if isinstance(error, OrderwatchError):
+            return error
+        if isinstance(error, BaseExceptionGroup) and (found := first_orderwatch_error(error)):
+            return found
+    return None

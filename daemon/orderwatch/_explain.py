@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import replace
 
-from orderwatch._detect import Event
+from orderwatch._detect import Event, EventKind
 from orderwatch._messages import sample_events
 from orderwatch._routing import plan_delivery
 from orderwatch._settings import Settings
@@ -16,7 +16,7 @@ from orderwatch._webhooks import event_type, payload
 __all__ = ["explain"]
 
 
-def _sample(kind: str, status: str, previous: str | None) -> Event:
+def _sample(kind: EventKind, status: str, previous: str | None) -> Event:
     template = next(e for e in sample_events() if e.kind == kind)
     order = replace(template.order, status=status)
     return replace(
@@ -24,7 +24,7 @@ def _sample(kind: str, status: str, previous: str | None) -> Event:
     )
 
 
-def explain(settings: Settings, *, status: str, previous: str | None, kind: str) -> str:
+def explain(settings: Settings, *, status: str, previous: str | None, kind: EventKind) -> str:
     """A report, one block per destination, of where a sample event would go."""
     event = _sample(kind, status, previous)
     what = f"{event_type(kind)} to {status}" + (f" from {previous}" if previous else "")

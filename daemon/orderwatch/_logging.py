@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Final
 
-__all__ = ["REDACTED", "JsonFormatter", "SecretRedactor", "configure_logging", "redactor"]
+__all__ = ["configure_logging", "redactor"]
 
 REDACTED: Final = "***"
 _MIN_SECRET_LENGTH: Final = 4  # shorter strings would redact ordinary words

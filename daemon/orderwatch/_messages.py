@@ -24,13 +24,11 @@ from orderwatch._detect import Event
 from orderwatch._models import Order
 
 __all__ = [
-    "DIGEST_LISTED",
     "MessageTemplates",
     "digest_text",
     "format_duration",
     "render",
     "sample_events",
-    "template_context",
     "template_problem",
     "title_for",
 ]

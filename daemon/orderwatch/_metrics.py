@@ -4,12 +4,14 @@ Names are a contract (dashboards and alerts are written against them):
 ``orderwatch_orders{status}``, ``orderwatch_transitions_total{from_status,to_status}``,
 ``orderwatch_poll_cycles_total``, ``orderwatch_api_requests_total{endpoint,code}``,
 ``orderwatch_last_successful_poll_timestamp_seconds``,
+``orderwatch_malformed_responses_total{endpoint}``, ``orderwatch_malformed_orders_total``,
 ``orderwatch_notifications_total{route,outcome}``, ``orderwatch_notification_queue{state}``,
+``orderwatch_notification_latency_seconds``,
 ``orderwatch_oldest_open_order_age_seconds{status}``,
 ``orderwatch_status_duration_seconds{status}``,
 ``orderwatch_api_request_duration_seconds{endpoint}``, ``orderwatch_poll_cycle_duration_seconds``,
 ``orderwatch_poll_requests``, ``orderwatch_build_info{version}``, ``orderwatch_lifecycle``,
-``orderwatch_leader``, ``orderwatch_leader_changes_total``.
+``orderwatch_list_rereads_total``, ``orderwatch_leader``, ``orderwatch_leader_changes_total``.
 No metric carries a per-order label. ``/healthz`` is served beside ``/metrics``.
 """
 
@@ -38,8 +40,9 @@ from prometheus_client.registry import Collector
 
 from orderwatch._exceptions import OrderwatchError
 from orderwatch._models import FINAL_STATUSES, KNOWN_STATUSES
+from orderwatch._version import __version__
 
-__all__ = ["LIFECYCLE_STATES", "Health", "Metrics", "MetricsServer"]
+__all__ = ["Health", "Metrics", "MetricsServer"]
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the scrape; nothing here reads them
 
@@ -108,6 +111,11 @@ class Metrics:
             "Orders in list pages skipped for lack of a usable id, number or status.",
             registry=r,
         )
+        self.list_rereads = Counter(
+            "orderwatch_list_rereads",
+            "List pages read again (or page 1 probed) to prove a walk missed no order.",
+            registry=r,
+        )
         self.last_successful_poll = Gauge(
             "orderwatch_last_successful_poll_timestamp_seconds",
             "Unix time at which the last successful poll cycle finished.",
@@ -156,8 +164,6 @@ class Metrics:
             buckets=_REQUEST_BUCKETS,
             registry=r,
         )
-        from orderwatch import __version__  # noqa: PLC0415 - the package imports this module
-
         self.build_info = Gauge(
             "orderwatch_build_info", "orderwatch's version; always 1.", ["version"], registry=r
         )

@@ -1,7 +1,7 @@
 """The order model and the tolerant reading of the Orders API's bodies.
 
 Parsing is pure: bytes in, typed values out, :class:`~orderwatch.TransientApiError` for a body
-that cannot be read. The quirks it absorbs are listed in ``shared/orders-api.md``: the list key
+that cannot be read. The quirks it absorbs are listed in ``docs/orders-api.md``: the list key
 is ``data`` or ``orders``, ``number`` and ``total`` may be strings, the login may be called
 ``customerEmail``, the status body may carry a trailing comma, ``Canceled`` means ``Cancelled``.
 """

@@ -5,8 +5,8 @@ Rules, all here:
 - Each destination has its own worker and queue, in the order events were detected, so a
   failing or slow destination holds back only itself.
 - A route's queue goes out once its oldest delivery is due (``group_wait`` after detection, or
-  the end of quiet hours for a held one): more than ``digest_threshold`` waiting, or any held,
-  become one digest; otherwise one message each, never more than one a second per route.
+  the end of quiet hours for a held one): as one digest or one message each, as
+  ``_routing.sends_as_digest`` decides, never more than one message a second per route.
   Webhooks get one POST per event.
 - A failure is tried again after an exponential backoff with jitter (about 2 s, 4 s, 8 s …
   capped at one hour) or after the destination's ``Retry-After``, until the delivery is older
@@ -19,7 +19,9 @@ Rules, all here:
   (``claims``: this instance's holder name and the claim's length), renews the claim while it
   works and releases it when its queue is empty; a destination claimed elsewhere is left to its
   holder, and looked at again once that claim may have expired. While the database cannot be
-  reached nothing is sent (nothing could be recorded).
+  reached nothing is sent (nothing could be recorded). On a shared database every store call
+  runs in a worker thread (:meth:`~orderwatch._store.Store.call`): a round trip never blocks
+  the event loop.
 """
 
 from __future__ import annotations
@@ -35,14 +37,16 @@ from typing import Final
 
 import anyio
 
+from orderwatch._dispatch import DisabledWebhooks
 from orderwatch._exceptions import StateUnavailableError
 from orderwatch._metrics import Metrics
 from orderwatch._ratelimit import RateLimiter
+from orderwatch._routing import sends_as_digest
 from orderwatch._sinks import Destination, send
 from orderwatch._store import Delivery, Store
 from orderwatch._webhooks import SendOutcome, WebhookSender, payload
 
-__all__ = ["Courier", "due_batch", "next_due", "retry_delay"]
+__all__ = ["Courier", "due_batch", "retry_delay"]
 
 log = logging.getLogger("orderwatch.notify")
 
@@ -80,7 +84,10 @@ def next_due(queue: Sequence[Delivery]) -> float | None:
 
 
 class Courier:
-    """Delivers what the store holds pending: one worker per destination, woken by :meth:`wake`."""
+    """Delivers what the store holds pending: one worker per destination, woken by :meth:`wake`.
+
+    ``clock`` tells the time and ``sleep`` lets it pass: a test hands in a virtual clock.
+    """
 
     def __init__(
         self,
@@ -89,20 +96,23 @@ class Courier:
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         sender: SendApprise = send,
         webhooks: WebhookSender | None = None,
         rng: random.Random | None = None,
-        disabled: set[str] | None = None,
+        disabled: DisabledWebhooks | None = None,
         claims: tuple[str, float] | None = None,
     ) -> None:
+        """``claims`` (instances sharing a database): this instance's holder name and how long
+        its claim on a destination lasts unless renewed."""
         self._store, self._metrics = store, metrics
         self._claims = claims
         self._held: set[str] = set()
         self._destinations = {d.key: d for d in destinations}
-        self._clock, self._send = clock, sender
+        self._clock, self._sleep, self._send = clock, sleep, sender
         self._webhooks = webhooks
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self.disabled = disabled if disabled is not None else set()
+        self._disabled = disabled if disabled is not None else DisabledWebhooks(store)
         self._wake = anyio.Event()
         self._failing: set[str] = set()
         self._pace: dict[str, RateLimiter] = {}
@@ -175,7 +185,7 @@ class Courier:
                 due = next_due(await store.call(partial(store.pending_deliveries_for, key)))
                 if due is None:
                     return
-                await anyio.sleep(min(max(due - self._clock(), 0.05), _IDLE_CHECK))
+                await self._sleep(min(max(due - self._clock(), 0.05), _IDLE_CHECK))
         except StateUnavailableError:
             return  # nothing could be recorded: the next look at the outbox starts it again
         finally:
@@ -186,23 +196,11 @@ class Courier:
                     await store.call(partial(store.release_claims, self._claims[0], [key]))
                 self._metrics.set_queue(await store.call(store.queue_counts))
 
-    async def deliver_due(self) -> float | None:
-        """One round over every destination; when the earliest remaining delivery is due."""
-        pending = self._store.pending_deliveries()
-        now = self._clock()
-        async with anyio.create_task_group() as group:
-            for key, queue in groupby(pending, key=lambda d: d.destination):
-                group.start_soon(self._deliver_queue, key, list(queue), now)
-        self._metrics.set_queue(self._store.queue_counts())
-        remaining = self._store.pending_deliveries()
-        queues = [next_due(list(q)) for _, q in groupby(remaining, key=lambda d: d.destination)]
-        return min((t for t in queues if t is not None), default=None)
-
     async def _deliver_queue(self, key: str, queue: list[Delivery], now: float) -> None:
         destination = self._destinations.get(key)
-        if destination is None or key in self.disabled:
+        if destination is None or key in self._disabled:
             reason = "destination no longer configured" if destination is None else "disabled"
-            self._dead(queue, reason, now)
+            await self._store.call(partial(self._dead, queue, reason, now))
             log.warning(
                 "notify: dropped %d message(s) for %r: its destination is %s",
                 len(queue), queue[0].route, reason,
@@ -211,12 +209,7 @@ class Courier:
         batch = due_batch(queue, now)
         if not batch:
             return
-        policy = destination.policy
-        digest = destination.kind == "apprise" and (
-            any(d.held for d in batch)
-            or (policy.digest_threshold is not None and len(batch) > policy.digest_threshold)
-        )
-        if digest and len(batch) > 1:
+        if sends_as_digest(destination.policy, len(batch), held=any(d.held for d in batch)):
             await self._attempt(destination, batch)
             return
         for delivery in batch:
@@ -233,7 +226,7 @@ class Courier:
         # A send that started is finished and recorded, even when shutdown is under way.
         with anyio.CancelScope(shield=True):
             outcome = await self._send_batch(destination, batch)
-            delivered = await self._store.call(partial(self._record, destination, batch, outcome))
+            delivered = await self._store.call(partial(self._settle, destination, batch, outcome))
         return delivered  # noqa: RET504 - returned outside the shielded scope on purpose
 
     async def _send_batch(self, destination: Destination, batch: list[Delivery]) -> SendOutcome:
@@ -250,9 +243,11 @@ class Courier:
             title, body = templates.render_digest([(d.stored.event, d.stored.id) for d in batch])
         return SendOutcome(error=await self._send(destination, title, body))
 
-    def _record(
+    def _settle(
         self, destination: Destination, batch: list[Delivery], outcome: SendOutcome
     ) -> bool:
+        """Settle ``batch`` by ``outcome``: sent, tried again later, or dead. True when nothing
+        of it is left to retry (the queue may go on)."""
         now = self._clock()
         route = destination.route
         if outcome.ok:
@@ -267,8 +262,7 @@ class Courier:
         error = outcome.error or "failed"
         self._metrics.notifications.labels(route=route, outcome="failed").inc(len(batch))
         if outcome.gone:
-            self.disabled.add(destination.key)
-            killed = self._store.disable_webhook(
+            killed = self._disabled.disable(
                 destination.key, route, "disabled: the receiver answered 410 Gone", now=now
             )
             self._metrics.notifications.labels(route=route, outcome="dead").inc(killed)

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from orderwatch._models import PAGE_SIZE, OrderPage
 
 __all__ = [
-    "MIN_ORDERS_PER_PAGE",
     "RefreshPlan",
     "Straggler",
     "arrivals_from_sightings",

@@ -21,15 +21,14 @@ import anyio.lowlevel
 from orderwatch._client import OrdersApi
 from orderwatch._detect import (
     Change,
-    Event,
     NewOrder,
     Transition,
     detect_changes,
     events_for,
     settled,
 )
-from orderwatch._exceptions import OrderwatchError
-from orderwatch._messages import title_for
+from orderwatch._dispatch import Dispatcher
+from orderwatch._exceptions import first_orderwatch_error
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE, OrderPage, is_final
 from orderwatch._planner import (
@@ -40,17 +39,18 @@ from orderwatch._planner import (
     plan_refresh,
     reconcile_pages,
 )
-from orderwatch._routing import plan_delivery
-from orderwatch._sinks import Destination
-from orderwatch._store import Store, StoredEvent, Target
-from orderwatch._stuck import StuckRule, stuck_events
+from orderwatch._store import Store, StoredEvent
+from orderwatch._walk import FetchLog, pages_to_reread
 
-__all__ = ["CycleReport", "Poller"]
+__all__ = ["Poller"]
 
 log = logging.getLogger("orderwatch")
 
 _PROGRESS_EVERY = 10.0  # seconds between first-sync progress lines
-_BASELINE_TRIES = 3  # full walks a first sync repeats while some orders are unreadable
+_FIRST_SYNC_WALKS = 3  # full walks a first sync makes while some orders are unreadable
+# Rounds of re-reads a walk may take to prove it missed no order; each round is sent after
+# every earlier answer, so one round closes a gap unless a page of orders arrives meanwhile.
+_REREAD_ROUNDS = 20
 
 
 @dataclass(slots=True)
@@ -62,6 +62,7 @@ class CycleReport:
     new_orders: int = 0
     transitions: int = 0
     events: int = 0
+    rereads: int = 0  # list pages read again to prove a walk missed no order (in ``pages``)
     full_walk: bool = False
 
     @property
@@ -108,49 +109,41 @@ class Poller:
         self,
         api: OrdersApi,
         store: Store,
-        destinations: Sequence[Destination],
+        dispatch: Dispatcher,
         metrics: Metrics,
         *,
         announce_initial: bool = False,
         clock: Callable[[], float] = time.time,
-        on_committed: Callable[[list[StoredEvent]], None] = lambda _: None,
         on_page: Callable[[], None] = lambda: None,
-        stuck_rules: Sequence[StuckRule] = (),
-        disabled: set[str] | None = None,
         concurrency: int = 1,
         reconcile: float | None = None,
     ) -> None:
-        """``concurrency``: independent requests in flight at once (inside the rate budget).
-        ``reconcile``: the period in which to re-read the whole list, a few pages a cycle."""
+        """``dispatch`` decides who is told of what the cycles detect. ``concurrency``:
+        independent requests in flight at once (inside the rate budget). ``reconcile``: the
+        period in which to re-read the whole list, a few pages a cycle."""
         self._api, self._store, self._metrics = api, store, metrics
-        self._destinations = list(destinations)
+        self._dispatch = dispatch
         self._announce_initial = announce_initial
         self._clock = clock
-        self._on_committed = on_committed
         self._on_page = on_page
-        self._stuck_rules = list(stuck_rules)
-        self._disabled = disabled if disabled is not None else set()
         self._concurrency = concurrency
         self._reconcile = reconcile
-        # Changes seen in the first cycle after a restart may span the time nobody watched.
-        self._after_gap = store.baseline_done
         self._newer_than: int | None = None
-        self._counts: Counter[str] = Counter(store.status_counts())
         self._unknown_to_api: set[str] = set()
-        metrics.set_order_counts(self._counts)
+        self.resume()
 
-    def configure(
-        self,
-        destinations: Sequence[Destination],
-        *,
-        announce_initial: bool,
-        stuck_rules: Sequence[StuckRule] = (),
-        reconcile: float | None = None,
-    ) -> None:
-        """Route future events to ``destinations`` (a reload); committed ones keep theirs."""
-        self._destinations = list(destinations)
+    def resume(self) -> None:
+        """Take the state as it stands: at start, and when this instance leads again after
+        another did (the counts moved on meanwhile)."""
+        # Changes seen in the first cycle after a restart may span the time nobody watched.
+        self._after_gap = self._store.first_sync_done
+        self._counts: Counter[str] = Counter(self._store.status_counts())
+        self._unknown_to_api.clear()
+        self._metrics.set_order_counts(self._counts)
+
+    def configure(self, *, announce_initial: bool, reconcile: float | None = None) -> None:
+        """Apply a reloaded configuration."""
         self._announce_initial = announce_initial
-        self._stuck_rules = list(stuck_rules)
         self._reconcile = reconcile
 
     @property
@@ -160,42 +153,44 @@ class Poller:
     async def cycle(self) -> CycleReport:
         """Run one cycle. Raises :class:`~orderwatch.ApiError` if it could not finish."""
         report = CycleReport()
-        baseline = not self._store.baseline_done
-        head = self._store.get_meta("baseline_head") if baseline else None
+        first_sync = not self._store.first_sync_done
+        # Meta keys keep the names older state files have ("baseline_*" is the first sync).
+        head = self._store.get_meta("baseline_head") if first_sync else None
         self._newer_than = None if head is None else int(head)
         state = _CycleState(
             open_anchors=self._store.open_anchors(),
             arrivals=0 if not any(self._counts.values()) else None,
             previous_arrivals=self._store.arrivals,
-            announce_new=self._announce_initial or not baseline,
+            announce_new=self._announce_initial or not first_sync,
         )
-        full_walk = baseline or self._store.get_meta("full_walk_requested") == "1"
-        total_pages = await self._walk_head(state, report, full_walk=full_walk, baseline=baseline)
-        if full_walk and not baseline:
-            self._store.set_meta(full_walk_requested=0)
+        full_walk = first_sync or self._store.get_meta("full_walk_requested") == "1"
+        total_pages = await self._walk_head(
+            state, report, full_walk=full_walk, first_sync=first_sync
+        )
+        if full_walk and not first_sync:
+            self._store.set_meta(full_walk_requested=int(state.walk_unproven))
         self._settle_arrivals(state)
         await self._refresh_stragglers(state, report, total_pages)
         if self._reconcile is not None and not full_walk:
             await self._reconcile_slice(state, report, total_pages)
-        if self._stuck_rules and not baseline:
-            self._alert_stuck(report)
-        if baseline:
+        if not first_sync:
+            report.events += self._dispatch.remind_stuck(self._clock())
+        if first_sync:
             self._finish_first_sync(state)
         self._after_gap = False
         self._store.set_meta(last_successful_poll=self._clock())
         return report
 
     async def _walk_head(
-        self, state: _CycleState, report: CycleReport, *, full_walk: bool, baseline: bool
+        self, state: _CycleState, report: CycleReport, *, full_walk: bool, first_sync: bool
     ) -> int:
         """Pages from 1 while they hold unseen orders (all of them in a full walk)."""
-        progress = _Progress(self._store, self._clock) if baseline else None
+        progress = _Progress(self._store, self._clock) if first_sync else None
         report.full_walk = full_walk
         page_number = 1
         while True:
-            page = await self._api.list_orders(page_number)
-            report.pages += 1
-            if baseline and self._newer_than is None and page_number == 1:
+            page = await self._list(page_number, state, report)
+            if first_sync and self._newer_than is None and page_number == 1:
                 # Orders above today's newest arrive while the first sync walks: they are news.
                 self._newer_than = max((o.number for o in page.orders), default=0)
                 self._store.set_meta(baseline_head=self._newer_than)
@@ -204,7 +199,6 @@ class Poller:
                     "order list is not newest-first on page %d; walking it all", page_number
                 )
                 report.full_walk = True
-            state.fetched.add(page_number)
             (glance,) = self._ingest([(page_number, page)], state, report)
             if progress is not None:
                 progress.update(page_number, page.total_pages, state.learned)
@@ -239,12 +233,15 @@ class Poller:
                 into.append(await self._fetch_page(number, state, report))
 
             await self._concurrently([partial(fetch, n, pages) for n in numbers])
+            await self._probe_if_unproven(state, report, {numbers[0] - 1, *numbers})
             total_pages = max([total_pages, *(p.total_pages for p in pages)])
             first = numbers[-1] + 1
             if progress is not None:
                 progress.update(numbers[-1], total_pages, state.learned)
             if any(not p.orders for p in pages):
                 break  # past the end of the list
+        if not await self._close_gaps(state, report, None, to_end=True):
+            state.walk_unproven = True
         return total_pages
 
     async def _refresh_stragglers(
@@ -273,13 +270,69 @@ class Poller:
             ]
         )
 
+    async def _list(
+        self, number: int, state: _CycleState, report: CycleReport, *, probe: bool = False
+    ) -> OrderPage:
+        """Read list page ``number``, noting in the cycle's log when it was sent and answered."""
+        sent = state.log.sending()
+        page = await self._api.list_orders(number)
+        report.pages += 1
+        if not page.numbers_decrease:
+            state.unordered = True
+        numbers = (order.number for order in page.orders)
+        state.log.answered(number, numbers, last=number >= page.total_pages, sent=sent, probe=probe)
+        if not probe:
+            state.fetched.add(number)
+        return page
+
+    async def _probe_if_unproven(
+        self, state: _CycleState, report: CycleReport, pages: set[int]
+    ) -> None:
+        """After a window of pages read side by side that their orders alone do not prove
+        gapless, read page 1: if its newest order is the one the window began under, nothing
+        arrived while the window was read (one request, where re-reads would cost several)."""
+        if not state.unordered and pages_to_reread(state.log.of_pages(pages), to_end=False):
+            report.rereads += 1
+            self._metrics.list_rereads.inc()
+            await self._list(1, state, report, probe=True)
+
+    async def _close_gaps(
+        self, state: _CycleState, report: CycleReport, pages: set[int] | None, *, to_end: bool
+    ) -> bool:
+        """Read pages again until the answers for ``pages`` (all for None) are proven to show
+        every order between their newest and oldest (down to the list's end with ``to_end``);
+        see :mod:`_walk`. False when they could not be proven within the allowed rounds."""
+        if state.unordered:
+            return True  # not newest-first: no order of arrival to reason from; walked whole
+        probed = False
+        for _ in range(_REREAD_ROUNDS):
+            wanted = pages_to_reread(
+                state.log.of_pages(pages), snapshots=state.log.snapshots(), to_end=to_end
+            )
+            if not wanted:
+                return True
+            if len(wanted) > 1 and not probed:
+                # One read of page 1 may prove that nothing arrived: cheaper than the re-reads.
+                probed = True
+                report.rereads += 1
+                self._metrics.list_rereads.inc()
+                await self._list(1, state, report, probe=True)
+                continue
+            report.rereads += len(wanted)
+            self._metrics.list_rereads.inc(len(wanted))
+            if pages is not None:
+                pages.update(wanted)
+            await self._concurrently([partial(self._fetch_page, n, state, report) for n in wanted])
+        log.warning(
+            "the list changed too fast to prove that a walk missed no order; it is walked again"
+        )
+        return False
+
     async def _fetch_page(self, number: int, state: _CycleState, report: CycleReport) -> OrderPage:
         """Fetch and ingest one of several pages in flight. Pages that land together are
         ingested together, in one transaction (a group commit): after landing, a fetch lets
         the others land theirs, and the first to resume ingests them all."""
-        page = await self._api.list_orders(number)
-        report.pages += 1
-        state.fetched.add(number)
+        page = await self._list(number, state, report)
         state.landed.append((number, page))
         await anyio.lowlevel.checkpoint()
         if state.landed:
@@ -321,7 +374,7 @@ class Poller:
                 for job in jobs:
                     group.start_soon(run, job)
         except BaseExceptionGroup as errors:
-            first = _first_error(errors)
+            first = first_orderwatch_error(errors)
             if first is None:
                 raise
             raise first from None
@@ -332,8 +385,9 @@ class Poller:
         """A few more pages of the slow full walk (``poll.full_sync_interval``)."""
         assert self._reconcile is not None  # noqa: S101 - checked by the caller
         now = self._clock()
+        first = int(self._store.get_meta("reconcile_cursor") or 1)
         pages, cursor, started = reconcile_pages(
-            int(self._store.get_meta("reconcile_cursor") or 1),
+            first,
             total_pages,
             started=float(self._store.get_meta("reconcile_started") or now),
             now=now,
@@ -341,13 +395,19 @@ class Poller:
             skip=state.fetched,
         )
         await self._concurrently([partial(self._fetch_page, n, state, report) for n in pages])
+        # The slice spans the pages it read and those the cycle had read already.
+        span = set(range(first if first <= total_pages else 1, cursor))
+        if not await self._close_gaps(state, report, span, to_end=False):
+            return  # the slice stays due: the next cycle reads it again
         self._store.set_meta(reconcile_cursor=cursor, reconcile_started=started)
 
     def _finish_first_sync(self, state: _CycleState) -> None:
+        if state.walk_unproven:
+            return  # the walk may have missed orders: the next cycle walks again
         if state.rejected:
             tries = int(self._store.get_meta("baseline_tries") or 0) + 1
             self._store.set_meta(baseline_tries=tries)
-            if tries < _BASELINE_TRIES:
+            if tries < _FIRST_SYNC_WALKS:
                 # An unreadable order learned later would be announced as new: walk again.
                 log.warning(
                     "first sync: %d orders could not be read; walking the list again",
@@ -461,7 +521,7 @@ class Poller:
             now=now,
             newer_than=self._newer_than,
         )
-        plan = [(event, self._targets(event, now)) for event in events]
+        plan = self._dispatch.plan(events, now)
         stored = self._store.record(anchors, changes, plan, anchors_before=anchors_before, now=now)
         return _Committed(changes, stored, now)
 
@@ -477,7 +537,8 @@ class Poller:
                     self._counts[change.previous_status] -= 1
                     self._counts[change.order.status] += 1
                     self._measure(change, item.at)
-            self._announced(item.stored, report)
+            report.events += len(item.stored)
+            self._dispatch.announce(item.stored)
         if any(item.changes for item in committed):
             self._metrics.set_order_counts(self._counts)
 
@@ -489,37 +550,6 @@ class Poller:
             self._metrics.status_duration.labels(status=change.previous_status).observe(
                 now - change.previous.status_since
             )
-
-    def _announced(self, stored: list[StoredEvent], report: CycleReport) -> None:
-        for item in stored:
-            log.info("%s", title_for(item.event))
-        report.events += len(stored)
-        if stored:
-            self._on_committed(stored)
-
-    def _targets(self, event: Event, now: float) -> list[Target]:
-        """Where ``event`` goes: every destination that accepts it and, for a transition out of
-        a status it was reported stuck in, every destination that got that stuck alert."""
-        chosen = [d for d in self._destinations if d.key not in self._disabled and d.accepts(event)]
-        if event.resolves_stuck:
-            alerted = {key for _, key in self._store.stuck_recipients(event.order.id)}
-            chosen += [
-                d
-                for d in self._destinations
-                if d.key in alerted and d not in chosen and d.key not in self._disabled
-            ]
-        targets = []
-        for destination in chosen:
-            plan = plan_delivery(destination.policy, event.order.status, now)
-            targets.append(Target(destination.route, destination.key, plan.due_at, plan.held))
-        return targets
-
-    def _alert_stuck(self, report: CycleReport) -> None:
-        now = self._clock()
-        events = stuck_events(self._store.open_orders(), self._stuck_rules, now)
-        if events:
-            plan = [(event, self._targets(event, now)) for event in events]
-            self._announced(self._store.record({}, [], plan, anchors_before={}, now=now), report)
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,12 +573,6 @@ class _CycleState:
     landed: list[tuple[int, OrderPage]] = field(default_factory=list)  # fetched, not ingested
     learned: int = 0
     rejected: int = 0
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> OrderwatchError | None:
-    for error in group.exceptions:
-        if isinstance(error, OrderwatchError):
-            return error
-        if isinstance(error, BaseExceptionGroup) and (found := _first_error(error)):
-            return found
-    return None
+    log: FetchLog = field(default_factory=FetchLog)  # every list answer, in order of arrival
+    unordered: bool = False  # a page was not newest-first: walks cannot be proven
+    walk_unproven: bool = False  # a full walk may have missed orders

@@ -5,27 +5,62 @@ new ``status``, its previous status (``from_statuses``) and its type (``events``
 means everything. For a route, a matched event is due after ``group_wait`` (so that a burst can
 become one digest), or, during its quiet hours, at their end (held, then sent as one digest),
 unless its status is listed as ``urgent``. A webhook's delivery is due at once.
+
+Once due, a route's waiting deliveries go as one digest when there are more than
+``digest_threshold`` of them or any was held for quiet hours; otherwise one message each.
+Webhooks never get a digest.
+
+A transition out of a status an order was reported stuck in (a resolution) also goes to every
+destination that got the stuck alert, whatever its filters: whoever was told of the problem
+is told it is over. A disabled webhook gets nothing.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Final
+from typing import Final, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
+from orderwatch._detect import Event, EventKind
+
 __all__ = [
-    "EVENT_TYPES",
-    "DeliveryPlan",
     "Filters",
     "QuietHours",
     "RoutePolicy",
     "parse_duration",
     "plan_delivery",
+    "recipients",
+    "sends_as_digest",
 ]
 
-EVENT_TYPES: Final = ("created", "status_changed", "stuck")
+
+class Recipient(Protocol):
+    """What routing needs of a destination: its key and its filters' verdict."""
+
+    @property
+    def key(self) -> str: ...
+
+    def accepts(self, event: Event) -> bool: ...
+
+
+R = TypeVar("R", bound=Recipient)
+
+
+def recipients(
+    event: Event, destinations: Sequence[R], *, disabled: Container[str], alerted: Collection[str]
+) -> list[R]:
+    """Who is told of ``event``: the destinations that accept it and, for a resolution, those
+    among ``alerted`` (the keys that got the order's stuck alert); never a ``disabled`` one."""
+    return [
+        d
+        for d in destinations
+        if d.key not in disabled
+        and (d.accepts(event) or (event.resolves_stuck and d.key in alerted))
+    ]
+
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -58,7 +93,7 @@ class Filters:
 
     statuses: frozenset[str] | None = None
     from_statuses: frozenset[str] | None = None
-    events: frozenset[str] | None = None
+    events: frozenset[EventKind] | None = None
 
     def accepts(self, kind: str, status: str, previous_status: str | None) -> bool:
         if self.events is not None and kind not in self.events:
@@ -131,3 +166,12 @@ def plan_delivery(policy: RoutePolicy, status: str, now: float) -> DeliveryPlan:
         if quiet_end is not None:
             return DeliveryPlan(due_at=quiet_end, held=True)
     return DeliveryPlan(due_at=now + policy.group_wait, held=False)
+
+
+def sends_as_digest(policy: RoutePolicy, waiting: int, *, held: bool) -> bool:
+    """Whether ``waiting`` due deliveries to one destination go as one digest: more than the
+    policy's ``digest_threshold``, or any ``held`` for quiet hours. Never a single delivery,
+    never with no threshold (webhooks)."""
+    if waiting < 2 or policy.digest_threshold is None:
+        return False
+    return held or waiting > policy.digest_threshold

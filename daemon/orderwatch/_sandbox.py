@@ -1,4 +1,4 @@
-"""A simulated Orders API on loopback, faithful to ``shared/orders-api.md``.
+"""A simulated Orders API on loopback, faithful to ``docs/orders-api.md``.
 
 :class:`World` is the data and its lifecycle, deterministic for a seed: each :meth:`World.step`
 may add new orders at the head, move open orders one step along the documented path
@@ -29,7 +29,7 @@ import httpx
 
 from orderwatch._models import PAGE_SIZE
 
-__all__ = ["Change", "Faults", "Reply", "Sandbox", "SandboxApp", "SandboxOrder", "World"]
+__all__ = ["Faults", "Sandbox", "SandboxApp", "World", "WorldChange"]
 
 _NEXT: Final = {
     "Created": ("Payed",),
@@ -62,8 +62,9 @@ class SandboxOrder:
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
-    """One change in the world: ``previous`` is None for a new order."""
+class WorldChange:
+    """One change in the sandbox's world (not a detected :class:`~orderwatch._detect.Change`):
+    ``previous`` is None for a new order."""
 
     order_id: str
     number: int
@@ -81,11 +82,12 @@ class World:
     arrival_rate: float = 0.5  # mean new orders per step
     move_rate: float = 0.25  # chance an open order moves on in a step
     cancel_rate: float = 0.03  # chance an open order is cancelled in a step
+    number_step: int = 1  # numbers grow by 1 to this many (orders of other accounts between)
     rng: random.Random = field(init=False)
     newest_first: list[SandboxOrder] = field(init=False, default_factory=list)
     by_id: dict[str, SandboxOrder] = field(init=False, default_factory=dict)
     open_ids: list[str] = field(init=False, default_factory=list)
-    history: list[Change] = field(init=False, default_factory=list)
+    history: list[WorldChange] = field(init=False, default_factory=list)
     _next_number: int = field(init=False, default=3000)
 
     def __post_init__(self) -> None:
@@ -102,7 +104,7 @@ class World:
 
     def _make_order(self) -> SandboxOrder:
         number = self._next_number
-        self._next_number += 1
+        self._next_number += 1 if self.number_step <= 1 else self.rng.randint(1, self.number_step)
         created = _EPOCH + timedelta(minutes=7 * (number - 3000), microseconds=number * 137)
         return SandboxOrder(
             id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
@@ -120,21 +122,21 @@ class World:
         self.by_id[order.id] = order
         if order.status in _NEXT:
             self.open_ids.append(order.id)
-        self.history.append(Change(order.id, order.number, None, order.status))
+        self.history.append(WorldChange(order.id, order.number, None, order.status))
         return order
 
     def set_status(self, order_id: str, status: str) -> None:
         order = self.by_id[order_id]
         if order.status == status:
             return
-        self.history.append(Change(order.id, order.number, order.status, status))
+        self.history.append(WorldChange(order.id, order.number, order.status, status))
         order.status = status
         if status not in _NEXT and order_id in self.open_ids:
             self.open_ids.remove(order_id)
         elif status in _NEXT and order_id not in self.open_ids:
             self.open_ids.append(order_id)
 
-    def step(self) -> list[Change]:
+    def step(self) -> list[WorldChange]:
         """One tick of the lifecycle; returns what changed."""
         start = len(self.history)
         for order_id in list(self.open_ids):
@@ -424,7 +426,7 @@ class Sandbox(SandboxApp):
         if self._ticker is not None:
             self._ticker.join(timeout=5)
 
-    def step(self, times: int = 1) -> list[Change]:
+    def step(self, times: int = 1) -> list[WorldChange]:
         with self.lock:
             return [change for _ in range(times) for change in self.world.step()]
 

@@ -1,7 +1,13 @@
-"""The daemon: the poll loop, the courier and the metrics listener in one anyio task group.
+"""The daemon: the poll loop, the courier, the lease keeper and the metrics listener in one
+anyio task group.
 
+- :func:`build_parts` builds what the daemon is made of (state, API client, webhook sender,
+  courier, poller, leadership, metrics listener) from one configuration, and closes it again.
+- It polls while it leads (``_leadership``): always, on a state file only it may open; on a
+  database several instances share, while it holds the lease, standing by otherwise.
 - SIGTERM or SIGINT stops it: no new cycle or send starts, sends already under way finish and
-  are recorded, the state file is closed, and :meth:`Service.run` returns.
+  are recorded, the state file is closed, and :meth:`Service.run` returns, within
+  :data:`STOP_TIMEOUT` seconds.
 - SIGHUP reloads routes, webhooks, ``notify`` settings, stuck-order alerts and poll settings from
   the same file, keeping state and pending deliveries; an invalid file is rejected with its
   reasons logged, and the running configuration stays. Changes to ``[api]``, ``[state]``,
@@ -15,7 +21,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,14 +33,15 @@ import httpx
 import stamina.instrumentation
 
 from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._dispatch import DisabledWebhooks, Dispatcher
 from orderwatch._exceptions import (
     ApiError,
     ConfigError,
     CredentialsError,
     LeadershipLostError,
-    OrderwatchError,
     StateError,
     StateUnavailableError,
+    first_orderwatch_error,
 )
 from orderwatch._leadership import Leadership
 from orderwatch._logging import redactor
@@ -48,12 +56,16 @@ from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
 from orderwatch._webhooks import WebhookSender
 
-__all__ = ["Service", "ServiceOptions", "run_service"]
+__all__ = ["STOP_TIMEOUT", "Service", "ServiceOptions", "build_parts", "run_service"]
 
 log = logging.getLogger("orderwatch")
 
 _MAX_NAP: Final = 5.0  # the loop wakes at least this often while it waits (watchdog, reload)
 _RESTART_SECTIONS: Final = ("api", "state", "metrics", "log")
+# How long a stop may take, in seconds: a send already under way is finished and recorded, and a
+# webhook's may use its whole 15 s timeout (_webhooks.TIMEOUT). The systemd unit's
+# TimeoutStopSec and the container stop timeout in docs/deploy.md give the daemon this long.
+STOP_TIMEOUT: Final = 20.0
 
 
 def stuck_rules(settings: Settings) -> list[StuckRule]:
@@ -77,21 +89,162 @@ async def run_service(settings: Settings, options: ServiceOptions | None = None)
         await Service(settings, options or ServiceOptions()).run()
     except BaseExceptionGroup as group:
         # A task's OrderwatchError is the one-line story the user needs, not the group.
-        first = _first_orderwatch_error(group)
+        first = first_orderwatch_error(group)
         if first is None:
             raise
         raise first from None
 
 
-def _first_orderwatch_error(group: BaseExceptionGroup[BaseException]) -> OrderwatchError | None:
-    for error in group.exceptions:
-        if isinstance(error, OrderwatchError):
-            return error
-        if isinstance(error, BaseExceptionGroup):
-            found = _first_orderwatch_error(error)
-            if found is not None:
-                return found
-    return None
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What a running daemon is made of, built from one configuration by :func:`build_parts`."""
+
+    store: Store
+    api: OrdersApi
+    webhooks: WebhookSender
+    courier: Courier
+    disabled: DisabledWebhooks
+    dispatch: Dispatcher
+    poller: Poller
+    metrics_server: MetricsServer | None
+    leadership: Leadership
+
+
+def destinations_of(settings: Settings, disabled: DisabledWebhooks) -> list[Destination]:
+    """The destinations of ``settings``; their credentials join the log redactor, and a webhook
+    disabled (410 Gone) stays so only while its configuration is unchanged."""
+    destinations = destinations_for(settings.notify)
+    redactor.add(*secrets_in(destinations))
+    disabled.keep_only([d.key for d in destinations if d.kind == "webhook"])
+    return destinations
+
+
+@asynccontextmanager
+async def build_parts(
+    settings: Settings,
+    options: ServiceOptions,
+    *,
+    metrics: Metrics,
+    health: Health,
+    notifier: SystemdNotifier,
+    on_stop: Callable[[], None] = lambda: None,
+) -> AsyncIterator[Parts]:
+    """Open the state, the metrics listener and the API client, and wire the courier, the
+    poller and the lease keeper to them; on exit the lease is released first, then everything
+    is closed again, the state last. ``on_stop`` is called on the way out, once the API client
+    is closed and before the rest is; nothing is called (or logged as stopped) when the state
+    itself cannot be opened.
+
+    On a database several instances share, the poller, the courier and the lease keeper each
+    have a connection of their own: a renewal never waits behind a poll, and the courier's
+    commits are never part of the poller's. On a file, one store serves all three.
+
+    Raises :class:`~orderwatch.OrderwatchError` for what the daemon cannot run with (an unusable
+    state file, a metrics port in use).
+    """
+
+    def observe_api(endpoint: str, code: str, seconds: float) -> None:
+        metrics.observe_api(endpoint, code, seconds)
+        notifier.watchdog()  # every answered request is the loop making progress
+
+    def on_page() -> None:
+        health.last_progress = time.time()
+        notifier.watchdog()
+
+    def open_state(*, exclusive: bool = False) -> Store:
+        return open_store(
+            settings.state.location,
+            exclusive=exclusive,
+            idle_timeout=settings.ha.lease,
+            application=f"orderwatch {settings.ha.instance}",
+        )
+
+    async with AsyncExitStack() as stack:
+        store = open_state(exclusive=True)
+        stack.callback(log.info, "orderwatch stopped")
+        stack.callback(store.close)
+        courier_store = lease_store = store
+        if store.shared:
+            health.lease = settings.ha.lease
+            courier_store = open_state()
+            stack.callback(courier_store.close)
+            lease_store = open_state()
+            stack.callback(lease_store.close)
+        webhooks = WebhookSender()
+        stack.push_async_callback(_close_shielded, webhooks)
+        stack.callback(on_stop)
+        disabled = DisabledWebhooks(courier_store)
+        destinations = destinations_of(settings, disabled)
+        for name, reason, _ in store.disabled_webhooks().values():
+            log.warning("notify: webhook %s stays %s", name, reason)
+        server = None
+        if settings.metrics.address is not None:
+            host, port = settings.metrics.address
+            server = MetricsServer(host, port, metrics.registry, health)
+            stack.callback(server.close)
+            options.on_metrics_port(server.port)
+            log.info("metrics on http://%s:%d/metrics", host, server.port)
+            if host not in {"127.0.0.1", "localhost", "::1"}:
+                log.warning("metrics: listening on %s, reachable beyond this machine", host)
+        api = await stack.enter_async_context(
+            OrdersApi(
+                settings.api,
+                transport=options.transport,
+                retry=options.retry,
+                observe=observe_api,
+                on_secret=redactor.add,
+                on_malformed=lambda e: metrics.malformed_responses.labels(endpoint=e).inc(),
+            )
+        )
+        leadership = Leadership(
+            lease_store,
+            instance=settings.ha.instance,
+            lease=settings.ha.lease,
+            interval=settings.poll.interval,
+            metrics=metrics,
+            health=health,
+        )
+        # First on the way out: a standby takes over at once.
+        stack.push_async_callback(leadership.release)
+        courier = Courier(
+            courier_store,
+            destinations,
+            metrics,
+            webhooks=webhooks,
+            disabled=disabled,
+            claims=(leadership.holder, settings.ha.lease) if store.shared else None,
+        )
+        dispatch = Dispatcher(
+            store,
+            destinations,
+            disabled=disabled,
+            stuck_rules=stuck_rules(settings),
+            on_committed=lambda _: courier.wake(),
+        )
+        poller = Poller(
+            api,
+            store,
+            dispatch,
+            metrics,
+            announce_initial=settings.notify.initial,
+            on_page=on_page,
+            concurrency=settings.api.concurrency,
+            reconcile=settings.poll.full_sync_interval,
+        )
+        log.info(
+            "orderwatch started: watching %s every %gs, %d destinations, state %s%s",
+            settings.api.base_url,
+            settings.poll.interval,
+            len(destinations),
+            store.location,
+            f", instance {settings.ha.instance}" if store.shared else "",
+        )
+        yield Parts(store, api, webhooks, courier, disabled, dispatch, poller, server, leadership)
+
+
+async def _close_shielded(webhooks: WebhookSender) -> None:
+    with anyio.CancelScope(shield=True):
+        await webhooks.aclose()
 
 
 class Service:
@@ -107,10 +260,13 @@ class Service:
         self.notifier = SystemdNotifier()
         self.metrics = Metrics()
         self.health = Health(settings.poll.interval)
+        self.parts: Parts | None = None  # while :meth:`run` runs
         self._last_poll = "not yet"
         self._early_signal: int | None = None
+        self._stopping = False
         self._interval = settings.poll.interval
-        self._ready = False
+        self._ready = False  # READY=1 sent (after a first cycle, or once standing by)
+        self._pending = 0  # deliveries pending, as last counted
 
     def _catch_early_signals(self) -> None:
         """Until the signal receiver runs, remember a SIGTERM/SIGINT instead of dying of it."""
@@ -126,160 +282,41 @@ class Service:
         if options.handle_signals:
             self._catch_early_signals()
         stamina.instrumentation.set_on_retry_hooks([])  # the client logs retries once per streak
-        destinations = destinations_for(settings.notify)
-        self._redact_secrets(destinations)
-        self.metrics.lifecycle.state("starting")
-
-        application = f"orderwatch {settings.ha.instance}"
-        store = open_store(
-            settings.state.location,
-            exclusive=True,
-            idle_timeout=settings.ha.lease,
-            application=application,
-        )
-        stores = [store]
-        webhooks = WebhookSender()
-        server = None
-        self.leadership: Leadership | None = None
-        try:
-            courier_store, lease_store = self._more_stores(stores)
-            store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
-            disabled = set(store.disabled_webhooks())
-            for name, reason, _ in store.disabled_webhooks().values():
-                log.warning("notify: webhook %s stays %s", name, reason)
-            server = self._serve_metrics()
-            self.leadership = leadership = Leadership(
-                lease_store,
-                instance=settings.ha.instance,
-                lease=settings.ha.lease,
-                interval=settings.poll.interval,
-                metrics=self.metrics,
-                health=self.health,
-            )
-            async with OrdersApi(
-                settings.api,
-                transport=options.transport,
-                retry=options.retry,
-                observe=self._observe_api,
-                on_secret=redactor.add,
-                on_malformed=lambda e: self.metrics.malformed_responses.labels(endpoint=e).inc(),
-            ) as api:
-                self.api, self.store = api, store
-                self._disabled = disabled
-                self.courier = Courier(
-                    courier_store,
-                    destinations,
-                    self.metrics,
-                    webhooks=webhooks,
-                    disabled=disabled,
-                    claims=(leadership.holder, settings.ha.lease) if store.shared else None,
-                )
-                self.poller: Poller | None = None
-                self._log_start(store, len(destinations))
-                async with anyio.create_task_group() as group:
-                    if options.handle_signals:
-                        group.start_soon(self._handle_signals, group.cancel_scope)
-                    group.start_soon(leadership.run)
-                    group.start_soon(self.courier.run)
-                    group.start_soon(self._poll_forever)
-        finally:
-            self.metrics.lifecycle.state("stopping")
-            self.notifier.stopping()
-            if self.leadership is not None:
-                await self.leadership.release()
-            if server is not None:
-                server.close()
-            with anyio.CancelScope(shield=True):
-                await webhooks.aclose()
-            for opened in stores:
-                opened.close()
-            log.info("orderwatch stopped")
-
-    def _redact_secrets(self, destinations: list[Destination]) -> None:
-        settings = self.settings
         api_secrets = (settings.api.client_secret, settings.api.token)
         redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
         if settings.state.url is not None:
             redactor.add(*url_secrets(settings.state.url.get_secret_value()))
-        redactor.add(*secrets_in(destinations))
-
-    def _log_start(self, store: Store, destinations: int) -> None:
-        settings = self.settings
-        log.info(
-            "orderwatch started: watching %s every %gs, %d destinations, state %s%s",
-            settings.api.base_url,
-            settings.poll.interval,
-            destinations,
-            store.location,
-            f", instance {settings.ha.instance}" if store.shared else "",
-        )
-
-    def _more_stores(self, opened: list[Store]) -> tuple[Store, Store]:
-        """The courier's and the lease keeper's store, beside the poller's (``opened[0]``; new
-        ones are appended). On a shared database each has a connection of its own: a renewal
-        never waits behind a poll, and the courier's commits are never part of the poller's.
-        On a file, the one store serves all."""
-        state, lease = self.settings.state, self.settings.ha.lease
-        if not opened[0].shared:
-            return opened[0], opened[0]
-        self.health.lease = lease
-        application = f"orderwatch {self.settings.ha.instance}"
-        opened.extend(
-            open_store(state.location, idle_timeout=lease, application=application)
-            for _ in range(2)
-        )
-        return opened[1], opened[2]
-
-    def _serve_metrics(self) -> MetricsServer | None:
-        address = self.settings.metrics.address
-        if address is None:
-            return None
-        host, port = address
-        server = MetricsServer(host, port, self.metrics.registry, self.health)
-        self.options.on_metrics_port(server.port)
-        log.info("metrics on http://%s:%d/metrics", host, server.port)
-        if host not in {"127.0.0.1", "localhost", "::1"}:
-            log.warning("metrics: listening on %s, reachable beyond this machine", host)
-        return server
+        self.metrics.lifecycle.state("starting")
+        async with build_parts(
+            settings,
+            options,
+            metrics=self.metrics,
+            health=self.health,
+            notifier=self.notifier,
+            on_stop=self._begin_stopping,
+        ) as parts:
+            self.parts = parts
+            try:
+                async with anyio.create_task_group() as group:
+                    if options.handle_signals:
+                        group.start_soon(self._handle_signals, group.cancel_scope)
+                    group.start_soon(parts.leadership.run)
+                    group.start_soon(parts.courier.run)
+                    group.start_soon(self._poll_forever, parts)
+            finally:
+                self.parts = None
 
     # -- the poll loop ----------------------------------------------------------------------
 
-    def _observe_api(self, endpoint: str, code: str, seconds: float) -> None:
-        self.metrics.observe_api(endpoint, code, seconds)
-        self.notifier.watchdog()  # every answered request is the loop making progress
-
-    def _on_page(self) -> None:
-        self.health.last_progress = time.time()
-        self.notifier.watchdog()
-
-    def _make_poller(self) -> Poller:
-        """A poller for a new term as leader: it reads the shared state afresh."""
-        settings = self.settings
-        return Poller(
-            self.api,
-            self.store,
-            destinations_for(settings.notify),
-            self.metrics,
-            announce_initial=settings.notify.initial,
-            on_committed=lambda _: self.courier.wake(),
-            on_page=self._on_page,
-            stuck_rules=stuck_rules(settings),
-            concurrency=settings.api.concurrency,
-            reconcile=settings.poll.full_sync_interval,
-            disabled=self._disabled,
-        )
-
-    async def _poll_forever(self) -> None:
+    async def _poll_forever(self, parts: Parts) -> None:
         """Poll while this instance leads; stand by (keeping the shared gauges fresh) while
         another does."""
-        assert self.leadership is not None  # noqa: S101 - run() sets it before this starts
-        leadership = self.leadership
+        leadership, store, poller = parts.leadership, parts.store, parts.poller
         while True:
             while not leadership.leader:
-                await self._stand_by()
+                await self._stand_by(parts)
             epoch = await leadership.wait_elected()
-            self.store.fence(leadership.holder, epoch)
-            self.poller = self._make_poller()
+            store.fence(leadership.holder, epoch)
             async with anyio.create_task_group() as term:
 
                 async def end_of_term(scope: anyio.CancelScope) -> None:
@@ -288,28 +325,25 @@ class Service:
 
                 term.start_soon(end_of_term, term.cancel_scope)
                 try:
-                    await self._poll_as_leader()
+                    if store.shared:  # another leader may have moved the state on meanwhile
+                        await store.call(poller.resume)
+                    await self._poll_as_leader(parts)
                 except LeadershipLostError as error:
                     log.warning("%s", error)
                     leadership.lost()
                 except StateUnavailableError:
                     # Nothing of the cycle was recorded. The lease keeper logs the streak and
-                    # stands down if the lease runs out; else a fresh poller tries again.
+                    # stands down if the lease runs out; else the next term tries again.
                     await anyio.sleep(self.settings.poll.interval)
                 term.cancel_scope.cancel()
-            self.poller = None
 
-    async def _stand_by(self) -> None:
+    async def _stand_by(self, parts: Parts) -> None:
         """One interval as a standby: the shared gauges read from the state, as the leader's."""
-        assert self.leadership is not None  # noqa: S101
+        store = parts.store
         self.metrics.lifecycle.state("running")
         try:
-            counts, oldest, queue = await self.store.call(
-                lambda: (
-                    self.store.status_counts(),
-                    self.store.oldest_open_since(),
-                    self.store.queue_counts(),
-                )
+            counts, oldest, queue = await store.call(
+                lambda: (store.status_counts(), store.oldest_open_since(), store.queue_counts())
             )
         except StateUnavailableError:
             pass  # the lease keeper says so, once per streak
@@ -317,25 +351,26 @@ class Service:
             self.metrics.set_order_counts(counts)
             self.metrics.set_oldest_open(oldest)
             self.metrics.set_queue(queue)
+            self._pending = queue["pending"]
             if not self._ready:
                 self.notifier.ready("standing by")
                 self._ready = True
         with anyio.move_on_after(self.settings.poll.interval):
-            await self.leadership.wait_elected()
+            await parts.leadership.wait_elected()
 
-    async def _poll_as_leader(self) -> None:
+    async def _poll_as_leader(self, parts: Parts) -> None:
+        api, store, poller = parts.api, parts.store, parts.poller
         failing: str | None = None
         while True:
-            poller = self.poller
-            assert poller is not None  # noqa: S101 - set for the term
             started = anyio.current_time()
-            requests_before = self.api.requests_made
+            requests_before = api.requests_made
+            first_sync_done = await store.call(lambda: store.first_sync_done)
+            self.metrics.lifecycle.state("running" if first_sync_done else "syncing")
             outcome, changed = "ok", False
             try:
-                self.metrics.lifecycle.state("running" if self.store.baseline_done else "syncing")
                 report = await poller.cycle()
             except (LeadershipLostError, StateUnavailableError):
-                raise
+                raise  # the term ends: _poll_forever decides what comes next
             except StateError as error:
                 self.health.store_error = str(error)
                 raise
@@ -364,19 +399,8 @@ class Service:
                     report.transitions,
                     poller.open_count,
                 )
-            self.metrics.poll_cycles.inc()
-            self.metrics.poll_cycle_duration.observe(anyio.current_time() - started)
-            self.metrics.poll_requests.observe(self.api.requests_made - requests_before)
-            self.metrics.set_oldest_open(self.store.oldest_open_since())
-            queue = self.store.queue_counts()
-            self.metrics.set_queue(queue)
-            self._last_poll = f"{datetime.now().astimezone():%H:%M:%S} {outcome}"
-            status = self._status_line(queue["pending"])
-            if not self._ready:
-                self.notifier.ready(status)
-                self._ready = True
-            else:
-                self.notifier.status(status)
+            self.metrics.poll_requests.observe(api.requests_made - requests_before)
+            await self._cycle_done(parts, started, outcome)
             poll = self.settings.poll
             self._interval = next_interval(
                 self._interval,
@@ -386,11 +410,28 @@ class Service:
             )
             await self._wait_for_next_cycle(started)
 
-    def _status_line(self, pending: int) -> str:
-        open_count = 0 if self.poller is None else self.poller.open_count
+    async def _cycle_done(self, parts: Parts, started: float, outcome: str) -> None:
+        """Count a cycle that ended with ``outcome``, and say so to metrics and systemd."""
+        store = parts.store
+        self.metrics.poll_cycles.inc()
+        self.metrics.poll_cycle_duration.observe(anyio.current_time() - started)
+        oldest, queue = await store.call(lambda: (store.oldest_open_since(), store.queue_counts()))
+        self.metrics.set_oldest_open(oldest)
+        self.metrics.set_queue(queue)
+        self._pending = queue["pending"]
+        self._last_poll = f"{datetime.now().astimezone():%H:%M:%S} {outcome}"
+        status = self._status_line(parts)
+        if not self._ready:
+            self.notifier.ready(status)
+            self._ready = True
+        else:
+            self.notifier.status(status)
+
+    def _status_line(self, parts: Parts) -> str:
+        open_count = parts.poller.open_count if parts.leadership.leader else 0
         return (
             f"tracking {open_count} open orders; last poll {self._last_poll}; "
-            f"{pending} deliveries pending"
+            f"{self._pending} deliveries pending"
         )
 
     async def _wait_for_next_cycle(self, started: float) -> None:
@@ -411,8 +452,7 @@ class Service:
             if self._early_signal is not None:  # it came while the daemon was starting
                 name = signal.Signals(self._early_signal).name
                 log.info("%s received during start: stopping", name)
-                self.metrics.lifecycle.state("stopping")
-                self.notifier.stopping()
+                self._begin_stopping()
                 scope.cancel()
                 return
             async for signum in signals:
@@ -420,14 +460,30 @@ class Service:
                     self.reload()
                     continue
                 log.info("%s received: stopping", signal.Signals(signum).name)
-                self.metrics.lifecycle.state("stopping")
-                self.notifier.stopping()
+                self._begin_stopping()
                 scope.cancel()
                 return
 
+    def _begin_stopping(self) -> None:
+        """Tell metrics and systemd, once, that the daemon is stopping."""
+        if not self._stopping:
+            self._stopping = True
+            self.metrics.lifecycle.state("stopping")
+            self.notifier.stopping()
+
     def reload(self) -> None:
-        """Apply ``[notify]``, ``[alerts]`` and ``[poll]`` from the config file again."""
+        """Apply ``[notify]``, ``[alerts]`` and ``[poll]`` from the config file again.
+
+        Routes and webhooks (a changed webhook is enabled again), ``notify.initial``, stuck-order
+        alerts, ``poll.interval``, ``poll.min_interval`` and ``poll.full_sync_interval`` take
+        effect at once; state and pending deliveries stay. A file that does not validate changes
+        nothing. Other sections are compared and reported as needing a restart.
+        """
+        parts = self.parts
         path = self.options.config_path
+        if parts is None:
+            log.warning("reload: the daemon is not running")
+            return
         if path is None:
             log.warning("reload: no configuration file to read again")
             return
@@ -439,19 +495,17 @@ class Service:
                 log.error("reload rejected: %s", problem)  # noqa: TRY400 - no traceback wanted
             log.error("reload rejected: the running configuration stays")  # noqa: TRY400
         else:
-            destinations = destinations_for(new.notify)
-            redactor.add(*secrets_in(destinations))
-            self.store.forget_disabled_except([d.key for d in destinations if d.kind == "webhook"])
-            self.courier.disabled.intersection_update(self.store.disabled_webhooks())
-            if self.poller is not None:
-                self.poller.configure(
-                    destinations,
-                    announce_initial=new.notify.initial,
-                    stuck_rules=stuck_rules(new),
-                    reconcile=new.poll.full_sync_interval,
-                )
-            self.courier.configure(destinations)
-            self.courier.wake()
+            try:
+                destinations = destinations_of(new, parts.disabled)
+            except StateUnavailableError as error:  # a shared database: nothing was applied
+                log.error("reload rejected: %s; the running configuration stays", error)  # noqa: TRY400
+                return
+            parts.dispatch.configure(destinations, stuck_rules(new))
+            parts.poller.configure(
+                announce_initial=new.notify.initial, reconcile=new.poll.full_sync_interval
+            )
+            parts.courier.configure(destinations)
+            parts.courier.wake()
             self.health.interval = new.poll.interval
             stale = [n for n in _RESTART_SECTIONS if getattr(new, n) != getattr(self.settings, n)]
             self.settings = self.settings.model_copy(
@@ -467,4 +521,4 @@ class Service:
             if stale:
                 log.warning("reload: changes to [%s] take effect at restart", "], [".join(stale))
         finally:
-            self.notifier.ready(self._status_line(self.store.queue_counts()["pending"]))
+            self.notifier.ready(self._status_line(parts))

@@ -35,26 +35,19 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from orderwatch._apprise import apprise_problem
+from orderwatch._detect import EventKind
 from orderwatch._exceptions import ConfigError
 from orderwatch._messages import template_problem
 from orderwatch._models import KNOWN_STATUSES, canonical_status
 from orderwatch._routing import QuietHours, parse_duration
-from orderwatch._sinks import apprise_problem
 from orderwatch._store._url import url_problem
 
 __all__ = [
-    "CREDENTIAL_PREFIX",
-    "AlertsSettings",
     "ApiSettings",
-    "HaSettings",
-    "LogSettings",
-    "MetricsSettings",
     "NotifySettings",
-    "PollSettings",
     "RouteSettings",
     "Settings",
-    "StateSettings",
-    "StuckSettings",
     "WebhookSettings",
     "config_path",
     "default_state_path",
@@ -294,13 +287,10 @@ Status = Annotated[str, AfterValidator(_known_status)]
 AppriseUrl = Annotated[str, BeforeValidator(_credential), AfterValidator(_apprise_url)]
 
 
-EventType = Literal["created", "status_changed", "stuck"]
-
-
 class _Filters(_Section):
     statuses: list[Status] | None = None
     from_statuses: list[Status] | None = None
-    events: list[EventType] | None = None
+    events: list[EventKind] | None = None
 
 
 class RouteSettings(_Filters):

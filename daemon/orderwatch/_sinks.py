@@ -1,76 +1,27 @@
-"""Notification sinks: destinations built from the configuration; apprise URLs checked, masked
-and sent to.
+"""Notification sinks: the destinations the configuration names, built from its settings.
 
 A *destination* is one apprise URL of one route, or one webhook. Its ``key`` (a hash of the
 route's name and URL, or of the webhook's whole configuration) is what the outbox stores, so the
-state file never holds a URL or its credentials. ``console://`` is orderwatch's own apprise
-service: it prints the message to standard output (the demo uses it).
+state file never holds a URL or its credentials. apprise itself is confined to ``_apprise``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Final, Literal, TypeVar
 
-import anyio
-import apprise
-from apprise.decorators import notify as apprise_service
-from apprise.manager_plugins import NotificationManager
-
+from orderwatch import _apprise
+from orderwatch._apprise import mask_url
 from orderwatch._detect import Event
 from orderwatch._messages import MessageTemplates
 from orderwatch._routing import Filters, RoutePolicy
+from orderwatch._settings import NotifySettings, RouteSettings, WebhookSettings
 
-if TYPE_CHECKING:
-    from orderwatch._settings import NotifySettings, RouteSettings, WebhookSettings
+__all__ = ["Destination", "destinations_for", "secrets_in", "send"]
 
-__all__ = [
-    "CONSOLE_SCHEME",
-    "WEBHOOK_MAX_AGE",
-    "Destination",
-    "apprise_problem",
-    "destinations_for",
-    "mask_url",
-    "secrets_in",
-    "send",
-    "url_key",
-]
-
-CONSOLE_SCHEME: Final = "console"
-_SCHEMES: Final = NotificationManager()
-
-
-@apprise_service(on=CONSOLE_SCHEME, name="orderwatch console")
-def _console(body: str, title: str, notify_type: str, *_: Any, **__: Any) -> bool:  # noqa: ANN401
-    del notify_type
-    print(f"\n📣 {title}\n" + "".join(f"   {line}\n" for line in body.splitlines()), flush=True)  # noqa: T201
-    return True
-
-
-def _scheme(url: str) -> str:
-    return url.split("://", 1)[0].lower() if "://" in url else ""
-
-
-def apprise_problem(url: str) -> str | None:
-    """Why apprise cannot use ``url``, in a line that shows no credential; None if it can."""
-    scheme = _scheme(url)
-    if not scheme or scheme not in _SCHEMES.schemas():
-        shown = f"{scheme}://…" if scheme else "…"
-        return f'no apprise service understands "{shown}"'
-    if apprise.Apprise.instantiate(url) is None:
-        return f'"{scheme}://…" is not a valid {scheme} URL (see the apprise docs for its form)'
-    return None
-
-
-def mask_url(url: str) -> str:
-    """``url`` in apprise's privacy form (credentials masked), without the query string."""
-    plugin = apprise.Apprise.instantiate(url)
-    if plugin is None:
-        return f"{_scheme(url)}://…"
-    return str(plugin.url(privacy=True)).split("?", 1)[0]
+T = TypeVar("T")
 
 
 def url_key(*parts: str) -> str:
@@ -102,14 +53,15 @@ class Destination:
         return self.filters.accepts(event.kind, event.order.status, event.previous_status)
 
 
-def _filters(source: RouteSettings | WebhookSettings) -> Filters:
-    def frozen(values: list[str] | None) -> frozenset[str] | None:
-        return None if values is None else frozenset(values)
+def _frozen(values: list[T] | None) -> frozenset[T] | None:
+    return None if values is None else frozenset(values)
 
+
+def _filters(source: RouteSettings | WebhookSettings) -> Filters:
     return Filters(
-        statuses=frozen(source.statuses),
-        from_statuses=frozen(source.from_statuses),
-        events=frozen(source.events),  # type: ignore[arg-type]
+        statuses=_frozen(source.statuses),
+        from_statuses=_frozen(source.from_statuses),
+        events=_frozen(source.events),
     )
 
 
@@ -184,20 +136,7 @@ def secrets_in(destinations: Sequence[Destination]) -> list[str]:
     return found
 
 
-def _send_blocking(url: str, title: str, body: str, fmt: str) -> str | None:
-    target = apprise.Apprise()
-    if not target.add(url):
-        return "apprise could not load this URL"
-    with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
-        ok = bool(target.notify(title=title, body=body, body_format=fmt))
-    if ok:
-        return None
-    reason = " ".join(str(captured.getvalue()).split())
-    return reason or "the service did not accept the message"
-
-
 async def send(destination: Destination, title: str, body: str) -> str | None:
-    """Send one message. None when apprise reports success, else why not (one line)."""
-    # apprise is synchronous (requests); a thread keeps the event loop free meanwhile.
-    fmt = destination.templates.format
-    return await anyio.to_thread.run_sync(_send_blocking, destination.url, title, body, fmt)
+    """Send one message to an apprise destination. None when apprise reports success, else why
+    not (one line)."""
+    return await _apprise.send(destination.url, title, body, destination.templates.format)

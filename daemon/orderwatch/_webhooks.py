@@ -4,7 +4,8 @@ Body: ``{"type": "order.created" | "order.status_changed" | "order.stuck", "time
 "data": {…}}`` (``docs/webhooks.md`` lists every field). Headers ``webhook-id`` (the event id,
 the same on every retry), ``webhook-timestamp`` and ``webhook-signature`` (``v1,<base64>``),
 made by the reference ``standardwebhooks`` library. A 2xx is success; redirects are not
-followed; a 410 Gone disables the webhook; ``Retry-After`` on 429/503 is honoured.
+followed; a 410 Gone disables the webhook; ``Retry-After`` on 429/503 is honoured (at most five
+minutes, as for the Orders API: ``_ratelimit.retry_after``).
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ from typing import Final
 import httpx
 from standardwebhooks import Webhook
 
-from orderwatch._detect import Event
+from orderwatch._detect import Event, EventKind
+from orderwatch._ratelimit import retry_after
 from orderwatch._sinks import Destination
 
-__all__ = ["TIMEOUT", "SendOutcome", "WebhookSender", "event_type", "payload", "test_payload"]
+__all__ = ["SendOutcome", "WebhookSender", "event_type", "payload", "test_payload"]
 
 TIMEOUT: Final = 15.0
-_MAX_RETRY_AFTER: Final = 3600.0
 
 
-def event_type(kind: str) -> str:
+def event_type(kind: EventKind) -> str:
     return f"order.{kind}"
 
 
@@ -103,11 +104,6 @@ class SendOutcome:
         return self.error is None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    return min(float(value), _MAX_RETRY_AFTER) if value.isdigit() else None
-
-
 class WebhookSender:
     """Posts signed events; one shared HTTP client."""
 
@@ -143,5 +139,9 @@ class WebhookSender:
             return SendOutcome()
         if code == 410:
             return SendOutcome(error="HTTP 410 Gone", gone=True)
-        retry_after = _retry_after(response) if code in {429, 503} else None
-        return SendOutcome(error=f"HTTP {code}", retry_after=retry_after)
+        wait = (
+            retry_after(response.headers.get("Retry-After"), time.time())
+            if code in {429, 503}
+            else None
+        )
+        return SendOutcome(error=f"HTTP {code}", retry_after=wait)

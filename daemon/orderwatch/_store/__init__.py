@@ -15,24 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from orderwatch._store._interface import Store
-from orderwatch._store._lease import Instance, Lease, decide_lease
+from orderwatch._store._lease import Lease, decide_lease
 from orderwatch._store._records import Delivery, StoredEvent, Target
-from orderwatch._store._schema import (
-    MIGRATIONS,
-    POSTGRES_MIGRATIONS,
-    POSTGRES_SCHEMA_VERSION,
-    SCHEMA_VERSION,
-)
+from orderwatch._store._schema import MIGRATIONS
 from orderwatch._store._sqlite import SqliteStore
 from orderwatch._store._url import masked_url, url_problem, url_secrets
 
 __all__ = [
     "MIGRATIONS",
-    "POSTGRES_MIGRATIONS",
-    "POSTGRES_SCHEMA_VERSION",
-    "SCHEMA_VERSION",
     "Delivery",
-    "Instance",
     "Lease",
     "SqliteStore",
     "Store",

@@ -49,16 +49,17 @@ class Deliveries(Database):
         )
         return [delivery_from_row(row) for row in rows]
 
-    def pending_deliveries_for(self, destination: str, limit: int = 1000) -> list[Delivery]:
+    def pending_deliveries_for(self, destination_key: str, limit: int = 1000) -> list[Delivery]:
         """One destination's pending deliveries, oldest event first."""
         rows = self._query(
             _DELIVERY_SELECT + "WHERE d.state = 'pending' AND d.destination = ? "
             "ORDER BY d.event_seq LIMIT ?",
-            (destination, limit),
+            (destination_key, limit),
         )
         return [delivery_from_row(row) for row in rows]
 
     def pending_destinations(self) -> list[str]:
+        """The keys of the destinations that have pending deliveries."""
         rows = self._query("SELECT DISTINCT destination FROM deliveries WHERE state = 'pending'")
         return [row["destination"] for row in rows]
 
@@ -75,7 +76,7 @@ class Deliveries(Database):
         with self._transaction():
             self._executemany(
                 f"{sql} WHERE event_seq = ? AND destination = ? AND state = 'pending'",
-                [(*values, d.stored.seq, d.destination) for d in deliveries],
+                [(*values, d.stored.seq, d.destination_key) for d in deliveries],
             )
 
     def mark_sent(self, deliveries: Sequence[Delivery], *, now: float) -> None:
@@ -121,33 +122,33 @@ class Deliveries(Database):
                 f"DELETE FROM deliveries WHERE state IN ('pending', 'dead') AND {where}", params
             )
 
-    def disable_webhook(self, destination: str, name: str, reason: str, *, now: float) -> int:
-        """Record ``destination`` as disabled and dead-letter its pending deliveries."""
+    def disable_webhook(self, destination_key: str, name: str, reason: str, *, now: float) -> int:
+        """Record webhook ``destination_key`` as disabled; dead-letter its pending deliveries."""
         with self._transaction():
             self._execute(
                 "INSERT INTO disabled_webhooks (destination, name, reason, disabled_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (destination) DO UPDATE SET name = excluded.name,"
                 " reason = excluded.reason, disabled_at = excluded.disabled_at",
-                (destination, name, reason, now),
+                (destination_key, name, reason, now),
             )
             return self._execute(
                 "UPDATE deliveries SET state = 'dead', last_error = ?, done_at = ? "
                 "WHERE destination = ? AND state = 'pending'",
-                (reason, now, destination),
+                (reason, now, destination_key),
             )
 
     def disabled_webhooks(self) -> dict[str, tuple[str, str, float]]:
-        """``destination → (name, reason, since)`` for every disabled webhook."""
+        """``destination key → (name, reason, since)`` for every disabled webhook."""
         rows = self._query("SELECT * FROM disabled_webhooks ORDER BY name")
         return {r["destination"]: (r["name"], r["reason"], r["disabled_at"]) for r in rows}
 
-    def forget_disabled_except(self, destinations: Collection[str]) -> None:
+    def forget_disabled_except(self, destination_keys: Collection[str]) -> None:
         """A webhook whose configuration changed is enabled again: forget stale entries."""
-        marks = ",".join("?" * len(destinations)) or "NULL"
+        marks = ",".join("?" * len(destination_keys)) or "NULL"
         with self._transaction():
             self._execute(
                 f"DELETE FROM disabled_webhooks WHERE destination NOT IN ({marks})",
-                list(destinations),
+                list(destination_keys),
             )
 
     def make_pending_due(self, now: float) -> int:
@@ -170,22 +171,23 @@ class Deliveries(Database):
 
     # -- claims: one instance delivers a destination at a time -------------------------------
 
-    def claim(self, destination: str, holder: str, *, ttl: float) -> bool:
-        """Claim (or renew the claim on) ``destination`` for ``ttl`` seconds; False when
-        another holder's claim on it has not expired. A single-instance store always grants."""
-        del destination, holder, ttl
+    def claim(self, destination_key: str, holder: str, *, ttl: float) -> bool:
+        """Claim (or renew the claim on) destination ``destination_key`` for ``ttl`` seconds;
+        False when another holder's claim on it has not expired. A single-instance store always
+        grants."""
+        del destination_key, holder, ttl
         return True
 
-    def release_claims(self, holder: str, destinations: Collection[str] = ()) -> None:
-        """Give up ``holder``'s claims (on ``destinations``, or all): another instance may
+    def release_claims(self, holder: str, destination_keys: Collection[str] = ()) -> None:
+        """Give up ``holder``'s claims (on ``destination_keys``, or all): another instance may
         deliver them at once."""
-        del holder, destinations
+        del holder, destination_keys
 
 
 class SharedDeliveries(Deliveries):
     """Claims in the ``destination_claims`` table of a database several instances share."""
 
-    def claim(self, destination: str, holder: str, *, ttl: float) -> bool:
+    def claim(self, destination_key: str, holder: str, *, ttl: float) -> bool:
         # A conditional upsert: taken when free, renewed by its holder, taken over once expired.
         with self._transaction():
             return bool(
@@ -197,15 +199,15 @@ class SharedDeliveries(Deliveries):
                     "WHERE destination_claims.holder = excluded.holder "
                     f"OR destination_claims.expires_at <= {_NOW} "
                     "RETURNING holder",
-                    (destination, holder, ttl),
+                    (destination_key, holder, ttl),
                 )
             )
 
-    def release_claims(self, holder: str, destinations: Collection[str] = ()) -> None:
-        marks = ",".join("?" * len(destinations))
-        where = f" AND destination IN ({marks})" if destinations else ""
+    def release_claims(self, holder: str, destination_keys: Collection[str] = ()) -> None:
+        marks = ",".join("?" * len(destination_keys))
+        where = f" AND destination IN ({marks})" if destination_keys else ""
         with self._transaction():
             self._execute(
                 f"DELETE FROM destination_claims WHERE holder = ?{where}",
-                (holder, *destinations),
+                (holder, *destination_keys),
             )

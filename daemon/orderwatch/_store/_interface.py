@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import anyio
 
+from orderwatch._models import FINAL_STATUSES
 from orderwatch._store._deliveries import Deliveries
 from orderwatch._store._lease import SoleLease
 from orderwatch._store._meta import Meta
@@ -16,6 +17,7 @@ from orderwatch._store._orders import Orders
 __all__ = ["Store"]
 
 _T = TypeVar("_T")
+_FINAL_IN_SQL: Final = ", ".join(f"'{status}'" for status in sorted(FINAL_STATUSES))
 
 # Invariants of the stored data, each a count of rows that break it (for `state check`).
 _INVARIANTS = {
@@ -24,7 +26,7 @@ _INVARIANTS = {
     "events of orders that do not exist": "SELECT count(*) AS n FROM events "
     "WHERE order_id NOT IN (SELECT id FROM orders)",
     "orders whose final flag disagrees with their status": "SELECT count(*) AS n FROM orders "
-    "WHERE is_final != CASE WHEN status IN ('Delivered', 'Cancelled') THEN 1 ELSE 0 END",
+    f"WHERE is_final != CASE WHEN status IN ({_FINAL_IN_SQL}) THEN 1 ELSE 0 END",
     "sent or dead deliveries without a completion time": "SELECT count(*) AS n FROM "
     "deliveries WHERE state != 'pending' AND done_at IS NULL",
 }

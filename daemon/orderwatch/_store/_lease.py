@@ -23,7 +23,7 @@ from orderwatch._exceptions import LeadershipLostError
 from orderwatch._store._base import DATABASE_NOW as _NOW
 from orderwatch._store._base import Database
 
-__all__ = ["Instance", "Lease", "SharedLease", "SoleLease", "decide_lease"]
+__all__ = ["Lease", "SharedLease", "SoleLease", "decide_lease"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ class Meta(Database):
             )
 
     @property
-    def baseline_done(self) -> bool:
+    def first_sync_done(self) -> bool:
         """True once a first sync has walked the whole list."""
         return self.get_meta("baseline_done") == "1"
 

@@ -16,7 +16,7 @@ from orderwatch._exceptions import StateError
 from orderwatch._store._postgres import PostgresStore
 from orderwatch._store._sqlite import SqliteStore
 
-__all__ = ["Migrated", "migrate_to_postgres"]
+__all__ = ["migrate_to_postgres"]
 
 # Table → columns, in an order that satisfies the foreign keys.
 _TABLES: Final = {

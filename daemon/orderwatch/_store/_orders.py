@@ -175,7 +175,7 @@ class Orders(Database):
             ],
         )
         rows = [
-            (item.seq, t.route, t.destination, t.due_at, int(t.held), t.due_at)
+            (item.seq, t.route, t.destination_key, t.due_at, int(t.held), t.due_at)
             for item, (_, targets) in zip(stored, deliveries, strict=True)
             for t in targets
         ]
@@ -188,7 +188,7 @@ class Orders(Database):
         return stored
 
     def stuck_recipients(self, order_id: str) -> set[tuple[str, str]]:
-        """``(route, destination)`` of every live delivery of a stuck alert for ``order_id``."""
+        """``(route, destination key)`` of every live delivery of a stuck alert for ``order_id``."""
         rows = self._query(
             "SELECT DISTINCT d.route, d.destination FROM events AS e JOIN deliveries AS d "
             "ON d.event_seq = e.seq WHERE e.order_id = ? AND e.kind = 'stuck' "

@@ -25,10 +25,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where and when one event is to be delivered."""
+    """Where and when one event is to be delivered. ``destination_key`` is the destination's
+    ``key`` (a hash, never its URL); the tables call it ``destination``."""
 
     route: str
-    destination: str
+    destination_key: str
     due_at: float
     held: bool = False
 
@@ -48,7 +49,7 @@ class Delivery:
 
     stored: StoredEvent
     route: str
-    destination: str
+    destination_key: str
     attempts: int
     next_attempt_at: float
     held: bool = False
@@ -107,7 +108,7 @@ def delivery_from_row(row: Any) -> Delivery:  # noqa: ANN401 - a row by column n
             ),
         ),
         route=row["route"],
-        destination=row["destination"],
+        destination_key=row["destination"],
         attempts=row["attempts"],
         next_attempt_at=row["next_attempt_at"],
         held=bool(row["held"]),

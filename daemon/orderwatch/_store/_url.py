@@ -8,7 +8,7 @@ import re
 from typing import Final
 from urllib.parse import urlsplit
 
-__all__ = ["SCHEMES", "masked_url", "url_problem", "url_secrets"]
+__all__ = ["masked_url", "url_problem", "url_secrets"]
 
 SCHEMES: Final = ("postgresql", "postgres")
 
