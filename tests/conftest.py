@@ -363,3 +363,18 @@ def postgres_url() -> Iterator[str]:
     yield with_search_path(server, schema)
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def round_trips(store: object) -> list[bool]:
+    """From now on, note for every database round trip of ``store`` (a PostgreSQL one) whether
+    it ran on this thread, the event loop's: ``True`` entries are round trips that blocked it."""
+    loop = threading.current_thread()
+    connect = store._db  # type: ignore[attr-defined]
+    noted: list[bool] = []
+
+    def noting() -> object:
+        noted.append(threading.current_thread() is loop)
+        return connect()
+
+    store._db = noting  # type: ignore[attr-defined]
+    return noted

@@ -23,6 +23,8 @@ from orderwatch._sinks import Destination
 from orderwatch._store import Store, Target, open_store
 from orderwatch._webhooks import SendOutcome
 
+from .conftest import round_trips
+
 pytestmark = pytest.mark.anyio
 
 A = Destination(route="ops", key="a", masked="json://a", url="json://a.invalid/")
@@ -384,3 +386,28 @@ async def test_a_resolving_transition_says_so(tmp_path: Path) -> None:
     [(_, title, body)] = sender.sent
     assert title == "Order #9: AwaitingCertificateAssignment → Delivered"
     assert "This resolves the alert that it was stuck in AwaitingCertificateAssignment." in body
+
+
+async def test_on_a_shared_database_no_round_trip_of_the_courier_blocks_the_event_loop(
+    postgres_url: str,
+) -> None:
+    """Claims, queue reads, syncs, settling a send and dead-lettering a destination no longer
+    configured all run in the store's worker thread."""
+    store, sender, clock = open_store(postgres_url), FakeSender(), Clock()
+    seed(store, [1, 2], clock.now, [Target("ops", "a", clock.now), Target("gone", "x", clock.now)])
+    courier = Courier(
+        store, [A], Metrics(), clock=clock, sleep=clock.sleep, sender=sender,
+        claims=("me#1", 5.0),
+    )  # fmt: skip
+    watcher = open_store(postgres_url)  # the test's own looks, on the event loop
+    blocking = round_trips(store)
+    async with anyio.create_task_group() as group:
+        group.start_soon(courier.run)
+        drained = {"pending": 0, "dead": 2}
+        await until(lambda: watcher.queue_counts() == drained, "the queue drained")
+        group.cancel_scope.cancel()
+    assert sender.titles("a") == one([1, 2])
+    assert blocking
+    assert not any(blocking)
+    watcher.close()
+    store.close()

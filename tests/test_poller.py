@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ from orderwatch._sandbox import Sandbox, SandboxApp, World
 from orderwatch._settings import ApiSettings
 from orderwatch._sinks import Destination
 from orderwatch._store import Store, StoredEvent, open_store
+from orderwatch._stuck import StuckRule
+
+from .conftest import round_trips
 
 pytestmark = pytest.mark.anyio
 
@@ -616,3 +620,36 @@ async def test_a_quiet_reconcile_slice_costs_no_extra_request(tmp_path: Path) ->
     assert rereads == 0
     assert sorted(pages) == [2, 3, 4]
     assert cursor == "5"
+
+
+async def test_on_a_shared_database_no_round_trip_of_a_cycle_blocks_the_event_loop(
+    postgres_url: str,
+) -> None:
+    """Every store call of a cycle (walks, status refreshes, stuck reminders, the reconcile
+    slice, meta values) runs in the store's worker thread; what it announces is announced
+    back on the event loop."""
+    world = World(seed=8, orders=120, open_orders=40)
+    app = SandboxApp(world)
+    api, _ = in_memory_api(app)
+    store = open_store(postgres_url)
+    loop = threading.current_thread()
+    announced_on: list[bool] = []
+    dispatch = Dispatcher(
+        store,
+        [DEST],
+        stuck_rules=[StuckRule("Payed", after=0.001, repeat=None)],
+        on_committed=lambda stored: announced_on.append(threading.current_thread() is loop),
+    )
+    async with api:
+        poller = Poller(api, store, dispatch, Metrics(), concurrency=4, reconcile=60.0)
+        blocking = round_trips(store)
+        await poller.cycle()  # the first sync
+        for order_id in world.open_ids[::3]:
+            world.set_status(order_id, "Payed")
+        world.add_order()
+        await poller.cycle()
+    store.close()
+    assert blocking
+    assert not any(blocking)
+    assert announced_on
+    assert all(announced_on)

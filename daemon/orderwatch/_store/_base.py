@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final
 
 __all__ = ["DATABASE_NOW", "Database"]
@@ -57,27 +57,35 @@ class Database(ABC):
     def _before_commit(self) -> None:  # noqa: B027 - a hook: empty unless a backend adds one
         """Last check of a write transaction, inside it (the leader's epoch: see ``_lease``)."""
 
+    def _exclusive(self) -> AbstractContextManager[object]:
+        """Held for a whole transaction: a store used from more than one thread (a shared
+        database's, whose calls run in a worker thread) never interleaves two transactions on
+        its one connection. Nothing to hold where one thread does everything (SQLite)."""
+        return nullcontext()
+
     # -- transactions, the same for every backend --------------------------------------------
 
     @contextmanager
     def _transaction(self, *, durable: bool = True) -> Iterator[None]:
-        if self._in_batch:  # inside batch(): its commit is this one's
-            yield
-            return
-        with self._write(durable=durable):
-            yield
-            self._before_commit()
+        with self._exclusive():
+            if self._in_batch:  # inside batch(): its commit is this one's
+                yield
+                return
+            with self._write(durable=durable):
+                yield
+                self._before_commit()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Write everything done inside as one transaction: a group commit, for pages that
         arrived together (a commit costs as much CPU as a page's parsing and lookup)."""
-        if self._in_batch:
-            yield  # already inside a batch: part of it
-            return
-        with self._transaction(durable=False):
-            self._in_batch = True
-            try:
-                yield
-            finally:
-                self._in_batch = False
+        with self._exclusive():
+            if self._in_batch:
+                yield  # already inside a batch: part of it
+                return
+            with self._transaction(durable=False):
+                self._in_batch = True
+                try:
+                    yield
+                finally:
+                    self._in_batch = False

@@ -13,8 +13,9 @@ PostgreSQL library (``pip install 'orderwatch[postgres]'`` brings it).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
@@ -57,6 +58,7 @@ class PostgresStore(SharedLease, SharedDeliveries, Store):
         self._idle_timeout = idle_timeout
         self._connection: psycopg.Connection[Any] | None = None
         self._in_batch = False
+        self._lock = threading.RLock()
 
     @property
     def shared(self) -> bool:
@@ -199,6 +201,9 @@ class PostgresStore(SharedLease, SharedDeliveries, Store):
 
     # -- the primitives ---------------------------------------------------------------------
 
+    def _exclusive(self) -> AbstractContextManager[object]:
+        return self._lock
+
     @contextmanager
     def _write(self, *, durable: bool) -> Iterator[None]:
         del durable  # every commit is durable when it returns
@@ -230,7 +235,7 @@ class PostgresStore(SharedLease, SharedDeliveries, Store):
         from psycopg.rows import dict_row  # noqa: PLC0415
 
         try:
-            with self._db().cursor(row_factory=dict_row) as cursor:
+            with self._lock, self._db().cursor(row_factory=dict_row) as cursor:
                 cursor.execute(_placeholders(sql), params)
                 return cursor.fetchall() if cursor.description else []
         except psycopg.Error as error:
@@ -240,7 +245,7 @@ class PostgresStore(SharedLease, SharedDeliveries, Store):
         import psycopg  # noqa: PLC0415
 
         try:
-            with self._db().cursor() as cursor:
+            with self._lock, self._db().cursor() as cursor:
                 cursor.execute(_placeholders(sql), tuple(params))
                 return cursor.fetchall()
         except psycopg.Error as error:
