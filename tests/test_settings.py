@@ -391,6 +391,10 @@ def test_routes_webhooks_and_stuck_alerts_load(tmp_path: Path) -> None:
             ("digest_threshold = 10", "digest_threshold = 0"),
             "notify.routes[0].digest_threshold: must be >= 1",
         ),
+        (
+            ('statuses = ["Cancelled"]', 'events = ["summary"]'),
+            "notify.webhooks[0].events: a summary goes to the route [[notify.summaries]] names",
+        ),
     ],
 )
 def test_notification_settings_errors_name_their_key(

@@ -42,7 +42,7 @@ from orderwatch._exceptions import OrderwatchError
 from orderwatch._models import FINAL_STATUSES, KNOWN_STATUSES
 from orderwatch._version import __version__
 
-__all__ = ["Health", "Metrics", "MetricsServer"]
+__all__ = ["Health", "Listener", "Metrics", "MetricsServer"]
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the scrape; nothing here reads them
 
@@ -267,8 +267,36 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes are not news."""
 
 
-class MetricsServer:
-    """``GET /metrics`` on ``host:port``, served from a thread until :meth:`close`."""
+class Listener:
+    """A WSGI application on ``host:port``, served from a daemon thread until :meth:`close`.
+
+    ``key`` is the setting that chose the address, named when it cannot be used."""
+
+    def __init__(
+        self, host: str, port: int, app: Callable[..., Iterable[bytes]], *, name: str, key: str
+    ) -> None:
+        server_class = _Server6 if ":" in host else _Server
+        try:
+            self._server = make_server(
+                host, port, app, server_class=server_class, handler_class=_QuietHandler
+            )
+        except OSError as error:
+            raise OrderwatchError(
+                f"{key}: cannot listen on {host}:{port}: {error.strerror or error}"
+            ) from None
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class MetricsServer(Listener):
+    """``GET /metrics`` (and ``/healthz``) on ``host:port``, served from a thread until
+    :meth:`close`."""
 
     def __init__(
         self, host: str, port: int, registry: CollectorRegistry, health: Health | None = None
@@ -288,22 +316,4 @@ class MetricsServer:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found: try /metrics or /healthz\n"]
 
-        server_class = _Server6 if ":" in host else _Server
-        try:
-            self._server = make_server(
-                host, port, app, server_class=server_class, handler_class=_QuietHandler
-            )
-        except OSError as error:
-            raise OrderwatchError(
-                f"metrics.listen: cannot listen on {host}:{port}: {error.strerror or error}"
-            ) from None
-        self.port = self._server.server_port
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="orderwatch-metrics", daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(host, port, app, name="orderwatch-metrics", key="metrics.listen")

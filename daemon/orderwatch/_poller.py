@@ -594,6 +594,11 @@ class Poller:
                 now - change.previous.status_since
             )
 
+    def mark_gap(self) -> None:
+        """The watcher has been blind (an announced API outage): the changes the next
+        successful cycle finds are announced as changes across a gap."""
+        self._after_gap = True
+
 
 @dataclass(frozen=True, slots=True)
 class _Committed:

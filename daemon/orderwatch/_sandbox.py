@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Final, Self
+from typing import Final, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -208,12 +208,16 @@ class SandboxApp:
         faults: Faults | None = None,
         fault_seed: int = 0,
         etags: bool = True,
+        credentials_error: Literal["invalid_request", "invalid_client"] = "invalid_request",
     ) -> None:
         self.world = world or World()
         self.etags = etags  # answer If-None-Match with 304, as an API with ETags would
         self.list_key = list_key
         self.token_lifetime = token_lifetime
         self.client_id, self.client_secret = client_id, client_secret
+        # Bad credentials: the API's documented 400 invalid_request, or OAuth2's 401
+        # invalid_client (docs/orders-api.md: either may come).
+        self.credentials_error = credentials_error
         self.faults = faults or Faults()
         self.lock = threading.RLock()
         self.requests: Counter[str] = Counter()
@@ -229,6 +233,13 @@ class SandboxApp:
         token = secrets.token_urlsafe(24)
         self._tokens[token] = time.monotonic() + self.token_lifetime
         return token
+
+    def rotate_secret(self, secret: str) -> None:
+        """Accept only ``secret`` from now on and revoke every token issued, as rotating a
+        client secret does."""
+        with self.lock:
+            self.client_secret = secret
+            self._tokens.clear()
 
     def token_valid(self, header: str | None) -> bool:
         if not header or not header.startswith("Bearer "):
@@ -291,7 +302,8 @@ class SandboxApp:
                 and form.get("client_secret") == [self.client_secret]
             )
             if not ok:
-                return _json(400, {"error": "invalid_request"})
+                code = 401 if self.credentials_error == "invalid_client" else 400
+                return _json(code, {"error": self.credentials_error})
             return _json(
                 200,
                 {

@@ -42,12 +42,14 @@ from orderwatch._messages import template_problem
 from orderwatch._models import KNOWN_STATUSES, canonical_status
 from orderwatch._routing import QuietHours, parse_duration
 from orderwatch._store._url import url_problem
+from orderwatch._summary import SummarySchedule, summary_template_problem
 
 __all__ = [
     "ApiSettings",
     "NotifySettings",
     "RouteSettings",
     "Settings",
+    "SummarySettings",
     "WebhookSettings",
     "config_path",
     "default_state_path",
@@ -250,19 +252,11 @@ class MetricsSettings(_Section):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        if value == "":
-            return value
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise PydanticCustomError("listen", 'must be "host:port" (or "" to turn it off)')
-        return value
+        return _listen(value)
 
     @property
     def address(self) -> tuple[str, int] | None:
-        if not self.listen:
-            return None
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return _address(self.listen)
 
 
 def _known_status(value: str) -> str:
@@ -292,6 +286,17 @@ class _Filters(_Section):
     from_statuses: list[Status] | None = None
     events: list[EventKind] | None = None
 
+    @field_validator("events")
+    @classmethod
+    def _not_summary(cls, kinds: list[EventKind] | None) -> list[EventKind] | None:
+        if kinds is not None and "summary" in kinds:
+            raise PydanticCustomError(
+                "events",
+                "a summary goes to the route [[notify.summaries]] names, whatever its filters: "
+                "leave it out of events",
+            )
+        return kinds
+
 
 class RouteSettings(_Filters):
     name: str = Field(min_length=1)
@@ -301,19 +306,27 @@ class RouteSettings(_Filters):
     body: str | None = None
     digest_title: str | None = None
     digest_body: str | None = None
+    summary_title: str | None = None
+    summary_body: str | None = None
     group_wait: Duration = Field(default=10.0, ge=0)
     digest_threshold: int = Field(default=5, ge=1)
     quiet_hours: str | None = None
     timezone: str = "UTC"
     urgent: list[Status] = Field(default_factory=list)
 
-    @field_validator("title", "body", "digest_title", "digest_body")
+    @field_validator(
+        "title", "body", "digest_title", "digest_body", "summary_title", "summary_body"
+    )
     @classmethod
     def _template(cls, source: str | None, info: ValidationInfo) -> str | None:
         if source is None:
             return None
-        digest = bool(info.field_name and info.field_name.startswith("digest_"))
-        problem = template_problem(source, digest=digest, fmt=info.data.get("format", "text"))
+        name = info.field_name or ""
+        fmt = info.data.get("format", "text")
+        if name.startswith("summary_"):
+            problem = summary_template_problem(source, fmt=fmt)
+        else:
+            problem = template_problem(source, digest=name.startswith("digest_"), fmt=fmt)
         if problem:
             raise PydanticCustomError("template", problem)
         return source
@@ -331,13 +344,7 @@ class RouteSettings(_Filters):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise PydanticCustomError(
-                "timezone", "unknown time zone '{name}' (e.g. Europe/Moscow)", {"name": name}
-            ) from None
-        return name
+        return _zone_name(name)
 
     def quiet(self) -> QuietHours | None:
         return (
@@ -364,11 +371,54 @@ class WebhookSettings(_Filters):
     secret: Annotated[Secret, AfterValidator(_webhook_secret)]
 
 
+def _zone_name(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "timezone", "unknown time zone '{name}' (e.g. Europe/Moscow)", {"name": name}
+        ) from None
+    return name
+
+
+class SummarySettings(_Section):
+    route: str = Field(min_length=1)
+    every: Literal["day", "week"] = "day"
+    at: str = "09:00"
+    timezone: Annotated[str, AfterValidator(_zone_name)] = "UTC"
+
+    @field_validator("at")
+    @classmethod
+    def _time_of_day(cls, at: str) -> str:
+        try:
+            SummarySchedule.parse("day", at, "UTC")
+        except ValueError as error:
+            raise PydanticCustomError("at", str(error).removeprefix("at ")) from None
+        return at
+
+    def schedule(self) -> SummarySchedule:
+        return SummarySchedule.parse(self.every, self.at, self.timezone)
+
+
 class NotifySettings(_Section):
     initial: bool = False
     max_age: Duration = Field(default=24 * 3600.0, gt=0)
+    watcher_after: Duration = Field(default=300.0, gt=0)
     routes: list[RouteSettings] = Field(default_factory=list)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
+    summaries: list[SummarySettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _summaries_name_routes(self) -> NotifySettings:
+        routes = {route.name for route in self.routes}
+        unknown = sorted({s.route for s in self.summaries if s.route not in routes})
+        if unknown:
+            raise PydanticCustomError(
+                "summary_route",
+                "summaries name no route called {names} (a summary goes to a route, not a webhook)",
+                {"names": ", ".join(unknown)},
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> NotifySettings:
@@ -404,6 +454,41 @@ class AlertsSettings(_Section):
         return rules
 
 
+def _listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if value and (not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536):
+        raise PydanticCustomError("listen", 'must be "host:port" (or "" to turn it off)')
+    return value
+
+
+def _address(listen: str) -> tuple[str, int] | None:
+    if not listen:
+        return None
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class WebSettings(_Section):
+    """The ack page: ``listen`` (where), ``public_url`` (how people reach it), ``secret``."""
+
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:9465"
+    public_url: HttpUrl
+    secret: Secret
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr) -> SecretStr:
+        if len(secret.get_secret_value()) < 16:
+            raise PydanticCustomError(
+                "secret", "must be at least 16 characters (it signs the ack links)"
+            )
+        return secret
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return _address(self.listen)
+
+
 class LogSettings(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -426,6 +511,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    web: WebSettings | None = None
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

@@ -17,6 +17,7 @@ from orderwatch._store._records import (
     StoredEvent,
     Target,
     known_from_row,
+    note_json,
     order_json,
     order_rows,
 )
@@ -154,7 +155,8 @@ class Orders(Database):
         self._executemany(
             "INSERT INTO events (seq, id, kind, order_id, previous_status, status, "
             "previous_since, previous_since_exact, detected_at, after_gap, order_json, "
-            "resolves_stuck, reminder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "resolves_stuck, reminder, acknowledged, note_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     item.seq,
@@ -170,6 +172,8 @@ class Orders(Database):
                     order_json(item.event.order),
                     int(item.event.resolves_stuck),
                     item.event.reminder,
+                    item.event.acknowledged,
+                    note_json(item.event.note),
                 )
                 for item in stored
             ],
@@ -186,6 +190,10 @@ class Orders(Database):
                 rows,
             )
         return stored
+
+    def order_by_number(self, number: int) -> KnownOrder | None:
+        rows = self._tuples(f"SELECT {KNOWN_COLUMNS} FROM orders WHERE number = ?", (number,))
+        return known_from_row(rows[0]) if rows else None
 
     def stuck_recipients(self, order_id: str) -> set[tuple[str, str]]:
         """``(route, destination key)`` of every live delivery of a stuck alert for ``order_id``."""
