@@ -44,6 +44,14 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 
+def _add_state_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state",
+        metavar="PATH|URL",
+        help="the state file or postgresql:// URL (default: from the config)",
+    )
+
+
 def _add_routes_outbox_state(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
@@ -81,11 +89,7 @@ def _add_routes_outbox_state(
         ("drop", "delete deliveries (their events stay in the history)"),
     ):
         sub = outbox_commands.add_parser(action, parents=[common], help=text, description=text)
-        sub.add_argument(
-            "--state",
-            metavar="PATH|URL",
-            help="the state file or postgresql:// URL (default: from the config)",
-        )
+        _add_state_option(sub)
         sub.add_argument("--event", metavar="ID", help="only this event id")
         sub.add_argument("--route", metavar="NAME", help="only this route or webhook")
         if action == "list":
@@ -110,11 +114,7 @@ def _add_routes_outbox_state(
         ("migrate", "copy a state file into an empty PostgreSQL database (stop the daemon first)"),
     ):
         sub = state_commands.add_parser(action, parents=[common], help=text, description=text)
-        sub.add_argument(
-            "--state",
-            metavar="PATH|URL",
-            help="the state file or postgresql:// URL (default: from the config)",
-        )
+        _add_state_option(sub)
         if action == "export":
             sub.add_argument("--output", metavar="FILE", help="write here instead of stdout")
         if action == "migrate":
@@ -191,11 +191,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Read the state file: orders per status, the open orders, the last "
         "successful poll, the first sync's progress and the outbox.",
     )
-    status.add_argument(
-        "--state",
-        metavar="PATH|URL",
-        help="the state file or postgresql:// URL (default: from the config)",
-    )
+    _add_state_option(status)
     status.add_argument("--limit", type=int, default=50, help="open orders to list (default 50)")
 
     sandbox = commands.add_parser(
@@ -527,11 +523,7 @@ def _add_console(
     common: argparse.ArgumentParser,
 ) -> None:
     state = argparse.ArgumentParser(add_help=False)
-    state.add_argument(
-        "--state",
-        metavar="PATH|URL",
-        help="the state file or postgresql:// URL (default: from the config)",
-    )
+    _add_state_option(state)
     ack = commands.add_parser(
         "ack",
         parents=[common, state],
