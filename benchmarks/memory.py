@@ -30,12 +30,12 @@ from orderwatch._dispatch import Dispatcher
 from orderwatch._metrics import Metrics
 from orderwatch._poller import Poller
 from orderwatch._sandbox import World
-from orderwatch._store import Store
+from orderwatch._store import open_store
 
 
 def fill(path: Path, world: World) -> None:
     """The state a first sync of ``world`` would leave, written directly."""
-    Store.open(path).close()
+    open_store(path).close()
     db = sqlite3.connect(path)
     now = time.time()
     db.executemany(
@@ -53,7 +53,7 @@ def fill(path: Path, world: World) -> None:
 
 
 async def cycle(url: str, path: Path) -> dict[str, object]:
-    store = Store.open(path)
+    store = open_store(path)
     async with OrdersApi(api_settings(url, 5000), retry=NO_RETRY) as api:
         poller = Poller(api, store, Dispatcher(store, [HOOK]), Metrics(), concurrency=4)
         started = time.perf_counter()

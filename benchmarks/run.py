@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import random
 import re
 import statistics
@@ -48,7 +49,7 @@ from orderwatch._ratelimit import RateLimiter
 from orderwatch._sandbox import Sandbox, SandboxApp, World
 from orderwatch._settings import ApiSettings
 from orderwatch._sinks import Destination
-from orderwatch._store import Store
+from orderwatch._store import open_store
 
 NO_RETRY = RetryPolicy(attempts=2, wait_initial=0, wait_max=0, wait_jitter=0)
 HOOK = Destination(route="bench", key="bench", masked="json://…", url="json://127.0.0.1:9/")
@@ -132,7 +133,7 @@ async def requests_scenario(s: Scenario, cycles: int, seed: int) -> dict[str, ob
     rng = random.Random(seed + 1)
     rows = []
     with Sandbox(world) as sandbox, tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "s.db")
+        store = open_store(Path(tmp) / "s.db")
         async with (
             OrdersApi(api_settings(sandbox.url, 5000), retry=NO_RETRY) as api,
             OrdersApi(api_settings(sandbox.url, 5000), retry=NO_RETRY) as baseline_api,
@@ -220,7 +221,7 @@ async def bare_walk(url: str, pages: int, max_rps: float, concurrency: int = 4) 
 async def cold_start(orders: int, max_rps: float, seed: int) -> dict[str, object]:
     pages = math.ceil(orders / PAGE_SIZE)
     with sandbox_process(orders, seed) as url, tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "s.db")
+        store = open_store(Path(tmp) / "s.db")
         async with OrdersApi(api_settings(url, max_rps), retry=NO_RETRY) as api:
             poller = Poller(api, store, Dispatcher(store, [HOOK]), Metrics(), concurrency=4)
             started = time.perf_counter()
@@ -272,13 +273,36 @@ class Replay:
         return httpx.Response(code, content=content, headers=headers)
 
 
-async def ingest(orders: int, changed_share: float, seed: int) -> dict[str, object]:
-    """A full walk over ``orders`` known open orders served from memory; timed on one core."""
+@contextlib.contextmanager
+def postgres_schema(server: str) -> Iterator[str]:
+    """A URL of ``server`` whose sessions work in a fresh schema, dropped afterwards."""
+    import psycopg  # noqa: PLC0415 - only when --postgres is given
+
+    schema = f"bench_{os.getpid()}_{int(time.time() * 1000)}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+async def ingest(
+    orders: int, changed_share: float, seed: int, postgres: str | None = None
+) -> dict[str, object]:
+    """A full walk over ``orders`` known open orders served from memory; timed on one core
+    (CPU) and by the clock (wall: what counts where a database server does part of the work).
+    ``postgres``: a server URL; the state then lives there, in a schema of its own."""
     world = World(seed=seed, orders=orders, open_orders=orders, arrival_rate=0)
     app = SandboxApp(world, etags=False)
     replay = Replay(app)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "s.db")
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        location: Path | str = Path(tmp) / "s.db"
+        if postgres is not None:
+            location = stack.enter_context(postgres_schema(postgres))
+        store = open_store(location)
         async with OrdersApi(
             api_settings("http://127.0.0.1:9", 1e9), transport=replay.transport, retry=NO_RETRY
         ) as api:
@@ -291,20 +315,25 @@ async def ingest(orders: int, changed_share: float, seed: int) -> dict[str, obje
             store.set_meta(full_walk_requested=1)
             pages = math.ceil(orders / PAGE_SIZE)
             replay.record([f"/v1/orders?page={n}" for n in range(1, pages + 2)])
-            started = time.process_time()
+            started, wall = time.process_time(), time.perf_counter()
             report = await poller.cycle()
             cpu = time.process_time() - started
+            wall = time.perf_counter() - wall
         store.close()
     baseline = await bare_ingest(replay, pages + 1)
     return {
+        "backend": "sqlite" if postgres is None else "postgresql",
         "orders": orders,
         "changed": len(moved),
         "transitions": report.transitions,
         "cpu_seconds": cpu,
+        "wall_seconds": wall,
         "orders_per_second": orders / cpu,
         "changes_per_second": (report.transitions / cpu) if report.transitions else None,
         "bare_client_orders_per_second": orders / baseline,
         "ratio_to_bare_client": (orders / cpu) / (orders / baseline),
+        "orders_per_second_wall": orders / wall,
+        "changes_per_second_wall": (report.transitions / wall) if report.transitions else None,
     }
 
 
@@ -370,12 +399,53 @@ def table(rows: list[dict[str, object]], columns: list[str]) -> str:
     )
 
 
+def ingest_backends(
+    args: argparse.Namespace, scale: float, run: Callable[[str, Callable[[], object]], object]
+) -> int:
+    """Ingest with the state in SQLite and, beside it in the same run, in PostgreSQL."""
+    rows = []
+    for postgres in (None, *([args.postgres] if args.postgres else [])):
+        for share, label in ((0.0, "unchanged"), (0.1, "10% changed")):
+            backend = "sqlite" if postgres is None else "postgresql"
+            rows.append(
+                run(
+                    f"ingest, {label}, {backend}",
+                    lambda share=share, postgres=postgres: ingest(
+                        int(20_000 * scale), share, seed=3, postgres=postgres
+                    ),
+                )
+            )
+    args.output.write_text(json.dumps({"ingest_backends": rows}, indent=2) + "\n")
+    print("\n## Ingest by backend (target: PostgreSQL >= half of SQLite's rate)\n")
+    print(
+        table(
+            rows,  # type: ignore[arg-type]
+            [
+                "backend",
+                "orders",
+                "transitions",
+                "cpu_seconds",
+                "wall_seconds",
+                "orders_per_second_wall",
+                "changes_per_second_wall",
+            ],
+        )
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--cycles", type=int, default=5)
     parser.add_argument("--runs", type=int, default=5, help="runs of each figure (median, min-max)")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also measure ingest with the state on this PostgreSQL server (a schema of its own)",
+    )
+    parser.add_argument("--only-ingest", action="store_true", help="measure ingest only")
     args = parser.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
     results: dict[str, object] = {
@@ -390,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(anyio.run(job, i))  # type: ignore[arg-type]
         return summarise(rows)  # type: ignore[arg-type]
 
+    if args.only_ingest:
+        return ingest_backends(args, scale, run)
     requests = []
     for label, s in SCENARIOS.items():
         sized = Scenario(**{**s.__dict__, "orders": int(s.orders * scale)})

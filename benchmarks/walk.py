@@ -33,7 +33,7 @@ from orderwatch._poller import Poller
 from orderwatch._sandbox import Faults, Sandbox, World
 from orderwatch._settings import ApiSettings
 from orderwatch._sinks import Destination
-from orderwatch._store import Store
+from orderwatch._store import open_store
 
 HOOK = Destination(route="bench", key="bench", masked="json://…", url="json://127.0.0.1:9/")
 RETRY = RetryPolicy(attempts=8, wait_initial=0.05, wait_max=0.5, wait_jitter=0.05)
@@ -82,7 +82,7 @@ async def first_sync(
             client_secret="sandbox-secret",
             max_rps=max_rps,
         )
-        store = Store.open(Path(tmp) / "s.db")
+        store = open_store(Path(tmp) / "s.db")
         pages = -(-orders // PAGE_SIZE)
         requests = rereads = 0
         async with OrdersApi(settings, retry=RETRY) as api:

@@ -359,3 +359,65 @@ def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
     sock = NotifySocket(tmp_path / "notify.sock")
     yield sock
     sock.sock.close()
+
+
+DEFAULT_TEST_DATABASE = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_server() -> str:
+    """The URL of the test PostgreSQL server (``ORDERWATCH_TEST_DATABASE_URL``); skipped with a
+    reason where none is reachable, failed instead under CI (``ORDERWATCH_REQUIRE_POSTGRES=1``,
+    set by ``.ci/run``)."""
+    url = os.environ.get("ORDERWATCH_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE)
+    try:
+        import psycopg
+    except ImportError:
+        reason = "psycopg is not installed (pip install -e '.[test]')"
+    else:
+        try:
+            psycopg.connect(url, connect_timeout=3).close()
+        except psycopg.Error as error:
+            reason = f"no PostgreSQL reachable at ORDERWATCH_TEST_DATABASE_URL: {str(error).splitlines()[0]}"
+        else:
+            return url
+    if os.environ.get("ORDERWATCH_REQUIRE_POSTGRES"):
+        pytest.fail(f"{reason} (ORDERWATCH_REQUIRE_POSTGRES is set)")
+    pytest.skip(reason)
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """``url`` whose sessions work in ``schema`` (libpq's ``options`` parameter)."""
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL of the test server whose sessions work in a fresh schema of their own, dropped
+    after the test."""
+    import uuid
+
+    import psycopg
+
+    server = postgres_server()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    yield with_search_path(server, schema)
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def round_trips(store: object) -> list[bool]:
+    """From now on, note for every database round trip of ``store`` (a PostgreSQL one) whether
+    it ran on this thread, the event loop's: ``True`` entries are round trips that blocked it."""
+    loop = threading.current_thread()
+    connect = store._db  # type: ignore[attr-defined]
+    noted: list[bool] = []
+
+    def noting() -> object:
+        noted.append(threading.current_thread() is loop)
+        return connect()
+
+    store._db = noting  # type: ignore[attr-defined]
+    return noted

@@ -19,7 +19,7 @@ from orderwatch._poller import Poller
 from orderwatch._sandbox import SandboxApp, World
 from orderwatch._service import stuck_rules
 from orderwatch._sinks import destinations_for
-from orderwatch._store import Store
+from orderwatch._store import open_store
 
 from .conftest import write_config
 
@@ -52,7 +52,7 @@ async def test_an_ack_stops_the_reminders_and_the_resolution_names_who_acknowled
     )  # fmt: skip
     settings = load_settings(path)
     clock = Clock(time.time())
-    store = Store.open(state)
+    store = open_store(state)
     [ops] = destinations_for(settings.notify)
     dispatch = Dispatcher(store, [ops], stuck_rules=stuck_rules(settings))
 

@@ -10,7 +10,7 @@ from orderwatch._console import Console
 from orderwatch._dispatch import Dispatcher
 from orderwatch._settings import Settings
 from orderwatch._sinks import Destination
-from orderwatch._store import Store
+from orderwatch._store import Store, open_store
 
 
 class Clock:
@@ -56,7 +56,7 @@ def test_an_api_outage_is_announced_once_to_every_route_even_across_a_restart(
     tmp_path: Path,
 ) -> None:
     clock = Clock(1_767_600_000.0)
-    store = Store.open(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     watcher = console(store, settings(), clock)
     for _ in range(20):  # 20 failed polls, 30 s apart: 10 minutes blind
         watcher.poll_outcome("the Orders API answers with errors: HTTP 503")
@@ -75,7 +75,7 @@ def test_an_api_outage_is_announced_once_to_every_route_even_across_a_restart(
 
 def test_a_failing_destination_is_reported_to_the_others_only(tmp_path: Path) -> None:
     clock = Clock(1_767_600_000.0)
-    store = Store.open(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     watcher = console(store, settings(watcher_after="1m"), clock)
     watcher.delivery_outcome(DESTINATIONS[0], "HTTP 500")
     clock.now += 61
@@ -90,7 +90,7 @@ def test_a_summary_is_committed_once_per_period_across_restarts(tmp_path: Path) 
     config = settings(
         summaries=[{"route": "ops", "every": "day", "at": "09:00", "timezone": "Europe/Moscow"}]
     )
-    store = Store.open(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     console(store, config, clock).tick()  # first start: the clock starts
     assert notices(store) == []
     clock.now += 2 * 3600  # 10:00: stopped across 09:00, then started again

@@ -10,7 +10,7 @@ from orderwatch._dispatch import DisabledWebhooks, Dispatcher
 from orderwatch._models import Order
 from orderwatch._routing import Filters, RoutePolicy
 from orderwatch._sinks import Destination
-from orderwatch._store import Store, StoredEvent
+from orderwatch._store import Store, StoredEvent, open_store
 from orderwatch._stuck import StuckRule
 
 OPS = Destination(route="ops", key="ops", masked="json://…", url="json://127.0.0.1:1/")
@@ -39,7 +39,7 @@ def created(store: Store, number: int, status: str, now: float) -> None:
 
 
 def test_each_target_carries_its_routes_delivery_plan(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     dispatch = Dispatcher(store, [OPS, SLOW, HOOK])
     [event] = events_for(
         [NewOrder(Order("id-1", 1, "Created"))], announce_new=True, after_gap=False, now=100.0
@@ -56,7 +56,7 @@ def test_each_target_carries_its_routes_delivery_plan(tmp_path: Path) -> None:
 def test_a_webhook_disabled_by_a_410_gets_nothing_until_its_configuration_changes(
     tmp_path: Path,
 ) -> None:
-    store = Store.open(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     disabled = DisabledWebhooks(store)
     dispatch = Dispatcher(store, [OPS, HOOK], disabled=disabled)
     [event] = events_for(
@@ -74,7 +74,7 @@ def test_a_webhook_disabled_by_a_410_gets_nothing_until_its_configuration_change
 def test_stuck_reminders_are_recorded_announced_and_their_resolution_reaches_the_alerted(
     tmp_path: Path,
 ) -> None:
-    store = Store.open(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     announced: list[StoredEvent] = []
     rule = StuckRule("AwaitingCertificateAssignment", after=3600, repeat=None)
     dispatch = Dispatcher(

@@ -24,14 +24,22 @@ def test_public_names_are_exactly_all() -> None:
     assert public == set(orderwatch.__all__) - {"__version__"}
 
 
+def _private_modules() -> list[str]:
+    """Every module of the package, those of its subpackages (``_store``) included."""
+    return [
+        info.name
+        for info in pkgutil.walk_packages(orderwatch.__path__, "orderwatch.")
+        if info.name != "orderwatch.__main__"
+    ]
+
+
 def test_every_private_module_declares_what_it_exports() -> None:
-    for info in pkgutil.iter_modules(orderwatch.__path__):
-        if info.name == "__main__":
-            continue
-        module = importlib.import_module(f"orderwatch.{info.name}")
-        assert hasattr(module, "__all__"), info.name
-        for name in module.__all__:
-            assert hasattr(module, name), f"{info.name}.{name}"
+    assert "orderwatch._store._sqlite" in _private_modules()
+    for name in _private_modules():
+        module = importlib.import_module(name)
+        assert hasattr(module, "__all__"), name
+        for exported in module.__all__:
+            assert hasattr(module, exported), f"{name}.{exported}"
 
 
 def test_the_version_has_one_source_that_packaging_reads() -> None:
@@ -45,7 +53,7 @@ def _uses_by_file() -> dict[Path, set[str]]:
     from an orderwatch module, or reads as an attribute of one it imported."""
     root = Path(orderwatch.__file__).parents[2]
     found: dict[Path, set[str]] = defaultdict(set)
-    for path in [*root.glob("daemon/orderwatch/*.py"), *root.glob("*/*.py")]:
+    for path in [*root.glob("daemon/orderwatch/**/*.py"), *root.glob("*/*.py")]:
         aliases: dict[str, str] = {}
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
@@ -66,13 +74,9 @@ def _uses_by_file() -> dict[Path, set[str]]:
 def test_every_exported_name_is_used_outside_its_module() -> None:
     uses = _uses_by_file()
     unused = []
-    for info in pkgutil.iter_modules(orderwatch.__path__):
-        if info.name == "__main__":
-            continue
-        module = importlib.import_module(f"orderwatch.{info.name}")
+    for name in _private_modules():
+        module = importlib.import_module(name)
         own = Path(module.__file__ or "")
         elsewhere = set().union(*(names for path, names in uses.items() if path != own))
-        unused += [
-            f"{info.name}.{n}" for n in module.__all__ if f"{module.__name__}.{n}" not in elsewhere
-        ]
+        unused += [f"{name}.{n}" for n in module.__all__ if f"{name}.{n}" not in elsewhere]
     assert unused == [], "exported but used only inside their module"

@@ -12,23 +12,42 @@ import orderwatch
 PACKAGE = Path(orderwatch.__file__).parent
 
 
-def _imports(path: Path) -> set[str]:
+def _name(path: Path) -> str:
+    """``orderwatch._x`` for ``_x.py``, ``orderwatch._p`` for ``_p/__init__.py``, and
+    ``orderwatch._p._y`` for a module of a subpackage."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, name: str) -> set[str]:
     found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: from the module's package upwards
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{module}" if module else base
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
     return found
 
 
+def modules() -> dict[str, Path]:
+    return {_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def test_the_graph_covers_subpackages() -> None:
+    assert {"orderwatch._store", "orderwatch._store._sqlite", "orderwatch._poller"} <= set(
+        modules()
+    )
+
+
 def test_the_package_has_no_import_cycle() -> None:
-    modules = {
-        "orderwatch" if p.stem == "__init__" else f"orderwatch.{p.stem}": p
-        for p in PACKAGE.glob("*.py")
-    }
-    graph = {name: _imports(path) & set(modules) - {name} for name, path in modules.items()}
+    found = modules()
+    graph = {name: _imports(path, name) & set(found) - {name} for name, path in found.items()}
     try:
         tuple(TopologicalSorter(graph).static_order())
     except CycleError as error:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from orderwatch._sandbox import Sandbox, World, WorldChange
-from orderwatch._store import Store
+from orderwatch._store import open_store
 
 from .conftest import Daemon, Receiver, run_cli, sandbox_api, wait_until, write_config
 
@@ -133,7 +133,7 @@ def test_sigkill_with_deliveries_pending_then_restart_delivers_everything_exactl
         expected.append(expected_title(new.number, None, "Created"))
 
     def pending() -> int:
-        store = Store.open(tmp_path / "state.db", readonly=True)
+        store = open_store(tmp_path / "state.db", readonly=True)
         try:
             return store.queue_counts()["pending"]
         finally:

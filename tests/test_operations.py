@@ -148,10 +148,28 @@ def test_sd_notify_ready_status_watchdog_reloading_stopping(
 # -- health -----------------------------------------------------------------------------------
 
 
+def test_a_standby_is_healthy_while_it_reaches_the_shared_database() -> None:
+    health = Health(interval=30, lease=15)
+    health.started, health.role = 1000.0, "standby"
+    assert health.check(now=1010.0) == (
+        True,
+        {"last_successful_poll": None, "role": "standby", "status": "ok"},
+    )
+    health.last_contact = 1100.0  # it has not polled for long: the leader does
+    assert health.check(now=1114.0)[0]
+    ok, body = health.check(now=1115.0)
+    assert not ok
+    assert body["reason"] == "the state database unreachable for 15s"
+    assert body["role"] == "standby"
+
+
 def test_health_is_ok_after_a_recent_poll_and_says_why_when_not() -> None:
     health = Health(interval=30)
     health.started = 1000.0
-    assert health.check(now=1010.0) == (True, {"last_successful_poll": None, "status": "starting"})
+    assert health.check(now=1010.0) == (
+        True,
+        {"last_successful_poll": None, "role": "leader", "status": "starting"},
+    )
     ok, body = health.check(now=1100.0)
     assert not ok
     assert body["reason"] == "no successful poll within 90s (last: never)"
@@ -168,6 +186,7 @@ def test_health_is_ok_after_a_recent_poll_and_says_why_when_not() -> None:
         False,
         {
             "last_successful_poll": 1190.0,
+            "role": "leader",
             "status": "unhealthy",
             "reason": "state: cannot write /x.db: disk I/O error",
         },

@@ -21,8 +21,10 @@ from orderwatch._outbox import Courier, due_batch, retry_delay
 from orderwatch._routing import RoutePolicy
 from orderwatch._silences import Silence
 from orderwatch._sinks import Destination
-from orderwatch._store import Store, Target
+from orderwatch._store import Store, Target, open_store
 from orderwatch._webhooks import SendOutcome
+
+from .conftest import round_trips
 
 pytestmark = pytest.mark.anyio
 
@@ -101,7 +103,7 @@ def seed(store: Store, numbers: list[int], now: float, targets: list[Target] | N
 def make(
     tmp_path: Path, destinations: list[Destination] | None = None
 ) -> tuple[Store, Courier, FakeSender, Clock, Metrics, FakeWebhooks]:
-    store, sender, clock, metrics = Store.open(tmp_path / "s.db"), FakeSender(), Clock(), Metrics()
+    store, sender, clock, metrics = open_store(tmp_path / "s.db"), FakeSender(), Clock(), Metrics()
     webhooks = FakeWebhooks()
     courier = Courier(
         store, destinations or [A, B, HOOK], metrics, clock=clock, sleep=clock.sleep,
@@ -357,7 +359,7 @@ async def test_webhooks_keep_their_deliveries_for_72_hours(tmp_path: Path) -> No
 
 
 def test_due_batch_waits_for_the_head_then_takes_the_queue(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     seed(store, [1, 2], 0.0, [Target("ops", "a", 10.0)])
     queue = store.pending_deliveries()
     assert due_batch(queue, 5.0) == []
@@ -385,6 +387,31 @@ async def test_a_resolving_transition_says_so(tmp_path: Path) -> None:
     [(_, title, body)] = sender.sent
     assert title == "Order #9: AwaitingCertificateAssignment → Delivered"
     assert "This resolves the alert that it was stuck in AwaitingCertificateAssignment." in body
+
+
+async def test_on_a_shared_database_no_round_trip_of_the_courier_blocks_the_event_loop(
+    postgres_url: str,
+) -> None:
+    """Claims, queue reads, syncs, settling a send and dead-lettering a destination no longer
+    configured all run in the store's worker thread."""
+    store, sender, clock = open_store(postgres_url), FakeSender(), Clock()
+    seed(store, [1, 2], clock.now, [Target("ops", "a", clock.now), Target("gone", "x", clock.now)])
+    courier = Courier(
+        store, [A], Metrics(), clock=clock, sleep=clock.sleep, sender=sender,
+        claims=("me#1", 5.0),
+    )  # fmt: skip
+    watcher = open_store(postgres_url)  # the test's own looks, on the event loop
+    blocking = round_trips(store)
+    async with anyio.create_task_group() as group:
+        group.start_soon(courier.run)
+        drained = {"pending": 0, "dead": 2}
+        await until(lambda: watcher.queue_counts() == drained, "the queue drained")
+        group.cancel_scope.cancel()
+    assert sender.titles("a") == one([1, 2])
+    assert blocking
+    assert not any(blocking)
+    watcher.close()
+    store.close()
 
 
 async def test_a_watcher_notice_goes_alone_and_the_burst_beside_it_still_becomes_a_digest(

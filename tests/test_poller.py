@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,10 @@ from orderwatch._poller import Poller
 from orderwatch._sandbox import Sandbox, SandboxApp, World
 from orderwatch._settings import ApiSettings
 from orderwatch._sinks import Destination
-from orderwatch._store import Store, StoredEvent
+from orderwatch._store import Store, StoredEvent, open_store
+from orderwatch._stuck import StuckRule
+
+from .conftest import round_trips
 
 pytestmark = pytest.mark.anyio
 
@@ -57,7 +61,7 @@ async def make_rig(
         transport=transport,
         retry=RetryPolicy(attempts=2, wait_initial=0, wait_max=0, wait_jitter=0),
     )
-    return Rig(sandbox, Store.open(path), api, Metrics(), [])
+    return Rig(sandbox, open_store(path), api, Metrics(), [])
 
 
 @pytest.fixture
@@ -369,7 +373,7 @@ async def scattered_rig(tmp_path: Path, **poller: object) -> tuple[Rig, Poller, 
         world.set_status(order.id, "Payed")
     app = SandboxApp(world)
     api, transport = in_memory_api(app)
-    rig = Rig(app, Store.open(tmp_path / "s.db"), api, Metrics(), [])  # type: ignore[arg-type]
+    rig = Rig(app, open_store(tmp_path / "s.db"), api, Metrics(), [])  # type: ignore[arg-type]
     instance = Poller(api, rig.store, rig.dispatch(), rig.metrics, **poller)  # type: ignore[arg-type]
     await instance.cycle()
     return rig, instance, transport
@@ -434,7 +438,7 @@ async def moved_walk(tmp_path: Path, concurrency: int) -> tuple[Rig, Poller, lis
     world = World(seed=5, orders=200, open_orders=200)
     app = SandboxApp(world)
     api, _ = in_memory_api(app)
-    rig = Rig(app, Store.open(tmp_path / f"s{concurrency}.db"), api, Metrics(), [])  # type: ignore[arg-type]
+    rig = Rig(app, open_store(tmp_path / f"s{concurrency}.db"), api, Metrics(), [])  # type: ignore[arg-type]
     poller = Poller(api, rig.store, rig.dispatch(), rig.metrics, concurrency=concurrency)
     await poller.cycle()
     mark = len(world.history)
@@ -518,7 +522,7 @@ async def test_a_first_sync_under_arrivals_and_retried_pages_learns_every_order(
             max_rps=400.0,
         )
         retry = RetryPolicy(attempts=8, wait_initial=0.05, wait_max=0.3, wait_jitter=0.05)
-        store = Store.open(tmp_path / "state.db")
+        store = open_store(tmp_path / "state.db")
         async with OrdersApi(settings, retry=retry) as api:
             metrics = Metrics()
             poller = Poller(api, store, Dispatcher(store, [DEST]), metrics, concurrency=4)
@@ -581,7 +585,7 @@ async def third_reconcile_cycle(tmp_path: Path, *, late: int | None) -> tuple[in
     app = SandboxApp(World(seed=4, orders=200, open_orders=3))
     transport = Reordering(app)
     clock = FakeClock()
-    store = Store.open(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     async with in_memory_api(app, transport)[0] as api:
         poller = Poller(
             api,
@@ -616,3 +620,36 @@ async def test_a_quiet_reconcile_slice_costs_no_extra_request(tmp_path: Path) ->
     assert rereads == 0
     assert sorted(pages) == [2, 3, 4]
     assert cursor == "5"
+
+
+async def test_on_a_shared_database_no_round_trip_of_a_cycle_blocks_the_event_loop(
+    postgres_url: str,
+) -> None:
+    """Every store call of a cycle (walks, status refreshes, stuck reminders, the reconcile
+    slice, meta values) runs in the store's worker thread; what it announces is announced
+    back on the event loop."""
+    world = World(seed=8, orders=120, open_orders=40)
+    app = SandboxApp(world)
+    api, _ = in_memory_api(app)
+    store = open_store(postgres_url)
+    loop = threading.current_thread()
+    announced_on: list[bool] = []
+    dispatch = Dispatcher(
+        store,
+        [DEST],
+        stuck_rules=[StuckRule("Payed", after=0.001, repeat=None)],
+        on_committed=lambda stored: announced_on.append(threading.current_thread() is loop),
+    )
+    async with api:
+        poller = Poller(api, store, dispatch, Metrics(), concurrency=4, reconcile=60.0)
+        blocking = round_trips(store)
+        await poller.cycle()  # the first sync
+        for order_id in world.open_ids[::3]:
+            world.set_status(order_id, "Payed")
+        world.add_order()
+        await poller.cycle()
+    store.close()
+    assert blocking
+    assert not any(blocking)
+    assert announced_on
+    assert all(announced_on)

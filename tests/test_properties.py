@@ -20,7 +20,7 @@ from orderwatch._metrics import Metrics
 from orderwatch._poller import Poller
 from orderwatch._sandbox import Faults, SandboxApp, World
 from orderwatch._settings import ApiSettings
-from orderwatch._store import Store, StoredEvent
+from orderwatch._store import StoredEvent, open_store
 
 from .invariants import Delivered, violations
 
@@ -78,7 +78,7 @@ async def scenario(seed: int, operations: list[str], faults: Faults, cycles: int
     )
     announced: list[StoredEvent] = []
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "s.db")
+        store = open_store(Path(tmp) / "s.db")
         async with OrdersApi(settings_, transport=app.mock_transport(), retry=NO_RETRIES) as api:
             poller = Poller(
                 api, store, Dispatcher(store, [], on_committed=announced.extend), Metrics()

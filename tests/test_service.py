@@ -22,7 +22,7 @@ from orderwatch._service import (
     run_service,
 )
 from orderwatch._settings import Settings
-from orderwatch._store import Store
+from orderwatch._store import open_store
 from orderwatch._systemd import SystemdNotifier
 from orderwatch._webhooks import TIMEOUT as WEBHOOK_TIMEOUT
 
@@ -114,7 +114,7 @@ async def test_it_polls_delivers_reloads_from_its_file_and_stops_cleanly(
         "orderwatch_lifecycle", {"orderwatch_lifecycle": "stopping"}
     )
     assert stopping == 1.0
-    Store.open(tmp_path / "state.db", exclusive=True).close()  # the lock is released
+    open_store(tmp_path / "state.db", exclusive=True).close()  # the lock is released
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", ports[0]))  # the metrics listener is closed
 
@@ -123,7 +123,7 @@ async def test_a_state_file_held_by_another_daemon_is_one_error_not_a_group(
     tmp_path: Path, sandbox: Sandbox, receiver: Receiver
 ) -> None:
     settings = load_settings(config(tmp_path, sandbox, receiver))
-    holder = Store.open(settings.state.path, exclusive=True)
+    holder = open_store(settings.state.path, exclusive=True)
     try:
         with pytest.raises(StateError, match="another orderwatch"):
             await run_service(settings, ServiceOptions(handle_signals=False))
@@ -154,7 +154,7 @@ async def test_parts_built_before_a_failure_are_closed_again(
                 notifier=SystemdNotifier({}),
             ):
                 pytest.fail("built with the metrics port taken")
-    Store.open(tmp_path / "state.db", exclusive=True).close()  # the state file was let go
+    open_store(tmp_path / "state.db", exclusive=True).close()  # the state file was let go
 
 
 def test_the_unit_container_and_docs_give_a_stop_the_time_the_code_may_take() -> None:

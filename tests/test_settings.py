@@ -474,3 +474,81 @@ def test_without_a_budget_there_is_none(tmp_path: Path) -> None:
 def test_an_unusable_budget_is_named(tmp_path: Path, written: str, problem: str) -> None:
     text = VALID.replace("interval = 15", f'interval = "5m"\nbudget = {written}')
     assert problems(tmp_path, text) == [problem]
+
+
+API = '[api]\nbase_url = "https://x.example"\ntoken = "t0k3n-value"\n'
+
+
+@pytest.mark.parametrize(
+    ("state", "problem"),
+    [
+        (
+            'path = "s.db"\nurl = "postgresql://ow:pw-9@db/ow"',
+            (
+                "state: state.path and state.url are both set: choose one (path: a SQLite file; "
+                "url: a PostgreSQL database)"
+            ),
+        ),
+        (
+            'url = "mysql://ow:pw-9@db/ow"',
+            (
+                "state.url: unsupported scheme mysql:// (supported: postgresql://; a SQLite file "
+                "is state.path)"
+            ),
+        ),
+        (
+            'url = "postgresql://ow:pw-9@db:port/ow"',
+            "state.url: is not a valid URL (postgresql://user@host:5432/database)",
+        ),
+        (
+            'url = "db.internal:5432"',
+            (
+                "state.url: is not a URL: it must start with postgresql:// (or use state.path for "
+                "a file)"
+            ),
+        ),
+        (
+            'url = "postgresql://ow:pw-9@db:5432"',
+            "state.url: names no database (postgresql://user@host:5432/database)",
+        ),
+    ],
+    ids=["both", "scheme", "malformed", "not-a-url", "no-database"],
+)
+def test_the_state_url_is_validated_without_showing_its_password(
+    tmp_path: Path, state: str, problem: str
+) -> None:
+    assert problems(tmp_path, f"{API}[state]\n{state}\n") == [problem]
+
+
+def test_a_state_url_without_the_driver_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a)
+    )
+    assert problems(tmp_path, f'{API}[state]\nurl = "postgresql://ow:pw-9@db/ow"\n') == [
+        "state.url: PostgreSQL needs the psycopg driver: pip install 'orderwatch[postgres]'"
+    ]
+
+
+def test_ha_settings_default_to_this_process_and_a_15s_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import socket
+
+    monkeypatch.setenv("ORDERWATCH_STATE__URL", "postgresql://ow:pw-9@db.internal:5432/ow")
+    settings = load_settings(write(tmp_path, API))
+    assert settings.state.location == "postgresql://ow:pw-9@db.internal:5432/ow"
+    assert "pw-9" not in repr(settings)
+    assert settings.ha.instance == f"{socket.gethostname()}-{os.getpid()}"
+    assert settings.ha.lease == 15.0
+    named = load_settings(write(tmp_path, f'{API}[ha]\ninstance = "node-a"\nlease = "2s"\n'))
+    assert (named.ha.instance, named.ha.lease) == ("node-a", 2.0)
+    assert problems(tmp_path, f'{API}[ha]\ninstance = ""\nlease = "1500ms"\n') == [
+        "ha.instance: must not be empty",
+        "ha.lease: must be at least 2s (the leader renews it every third of it)",
+    ]

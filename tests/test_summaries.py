@@ -23,7 +23,7 @@ from orderwatch._poller import Poller
 from orderwatch._sandbox import SandboxApp, World, WorldChange
 from orderwatch._settings import Settings
 from orderwatch._sinks import destinations_for
-from orderwatch._store import Store
+from orderwatch._store import open_store
 
 from .conftest import write_config
 
@@ -61,7 +61,7 @@ class Watch:
 
     async def run(self, until: float) -> None:
         """Start (on the state file), poll now and every half hour up to ``until``, stop."""
-        store = Store.open(self.settings.state.path)
+        store = open_store(self.settings.state.path)
         destinations = destinations_for(self.settings.notify)
         dispatch = Dispatcher(store, destinations)
         retry = RetryPolicy(attempts=1)
@@ -134,7 +134,7 @@ async def test_two_days_of_summaries_count_what_the_sandbox_did_once_each_across
     await watch.run(until=at(6, 10))  # started and stopped again at 10:00
     await watch.run(until=at(7, 9, 30))  # and once more, to Wednesday 09:30
 
-    store = Store.open(tmp_path / "state.db", readonly=True)
+    store = open_store(tmp_path / "state.db", readonly=True)
     summaries = [d.stored.event for d in store.pending_deliveries() if d.stored.event.note]
     store.close()
     periods = [(s.note.data["start"], s.note.data["end"]) for s in summaries if s.note]

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import math
-import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -30,12 +29,15 @@ from orderwatch._explain import explain
 from orderwatch._logging import configure_logging
 from orderwatch._messages import format_duration, render, title_for
 from orderwatch._models import KNOWN_STATUSES, canonical_status, is_final
+from orderwatch._pacing import open_units
+from orderwatch._rates import RateLearner
 from orderwatch._routing import parse_duration
 from orderwatch._sandbox import Faults, Sandbox, World
 from orderwatch._settings import Settings, config_path, default_state_path, load_settings
 from orderwatch._silences import Ack, Silence
 from orderwatch._sinks import Destination, destinations_for, send
-from orderwatch._store import SCHEMA_VERSION, Store
+from orderwatch._store import Store, masked_url, open_store, url_problem
+from orderwatch._store._migrate import migrate_to_postgres
 from orderwatch._version import __version__
 from orderwatch._webhooks import WebhookSender, test_payload
 
@@ -43,6 +45,14 @@ __all__ = ["main"]
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+
+
+def _add_state_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state",
+        metavar="PATH|URL",
+        help="the state file or postgresql:// URL (default: from the config)",
+    )
 
 
 def _add_routes_outbox_state(
@@ -82,9 +92,7 @@ def _add_routes_outbox_state(
         ("drop", "delete deliveries (their events stay in the history)"),
     ):
         sub = outbox_commands.add_parser(action, parents=[common], help=text, description=text)
-        sub.add_argument(
-            "--state", metavar="PATH", help="the state file (default: from the config)"
-        )
+        _add_state_option(sub)
         sub.add_argument("--event", metavar="ID", help="only this event id")
         sub.add_argument("--route", metavar="NAME", help="only this route or webhook")
         if action == "list":
@@ -97,21 +105,25 @@ def _add_routes_outbox_state(
 
     state = commands.add_parser(
         "state",
-        help="check or export the state file",
-        description="Work on the state file: 'check' verifies it, 'export' writes orders and "
-        "their status history as JSON lines.",
+        help="check, export or move the state",
+        description="Work on the state (a SQLite file or a PostgreSQL database): 'check' "
+        "verifies it, 'export' writes orders and their status history as JSON lines, "
+        "'migrate' copies a state file into an empty PostgreSQL database.",
     )
     state_commands = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     for action, text in (
-        ("check", "verify the state file; exit 0 when sound, 1 with the problems otherwise"),
+        ("check", "verify the state; exit 0 when sound, 1 with the problems otherwise"),
         ("export", "write every order and its status history as JSON lines"),
+        ("migrate", "copy a state file into an empty PostgreSQL database (stop the daemon first)"),
     ):
         sub = state_commands.add_parser(action, parents=[common], help=text, description=text)
-        sub.add_argument(
-            "--state", metavar="PATH", help="the state file (default: from the config)"
-        )
+        _add_state_option(sub)
         if action == "export":
             sub.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+        if action == "migrate":
+            sub.add_argument(
+                "--to", required=True, metavar="URL", help="postgresql://user@host:5432/database"
+            )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -182,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Read the state file: orders per status, the open orders, the last "
         "successful poll, the first sync's progress and the outbox.",
     )
-    status.add_argument("--state", metavar="PATH", help="the state file (default: from the config)")
+    _add_state_option(status)
     status.add_argument("--limit", type=int, default=50, help="open orders to list (default 50)")
 
     sandbox = commands.add_parser(
@@ -248,14 +260,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _budget_problem(settings: Settings) -> str | None:
     """``poll.budget`` against the open orders in the state file (if there is one yet)."""
-    from orderwatch._pacing import open_units  # noqa: PLC0415 - keeps the CLI light
-    from orderwatch._rates import RateLearner  # noqa: PLC0415
-    from orderwatch._store import Store  # noqa: PLC0415
-
     poll = settings.poll
-    if poll.budget is None or not settings.state.path.exists():
+    location = settings.state.location
+    # A database server is not asked: check-config touches no network.
+    if poll.budget is None or not isinstance(location, Path) or not location.exists():
         return None
-    store = Store.open(settings.state.path, readonly=True)
+    store = open_store(location, readonly=True)
     try:
         units = open_units(store.open_statuses(), store.arrivals, RateLearner())
     finally:
@@ -352,11 +362,13 @@ def _cmd_routes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state_path(args: argparse.Namespace) -> Path:
-    if getattr(args, "state", None):
-        return Path(args.state)
+def _state_location(args: argparse.Namespace) -> Path | str:
+    """``--state`` (a path or a URL), else the configuration's ``[state]``, else the default."""
+    given = getattr(args, "state", None)
+    if given:
+        return str(given) if "://" in given else Path(given)
     if config_path(getattr(args, "config", None)) is not None:
-        return _settings(args).state.path
+        return _settings(args).state.location
     return default_state_path()
 
 
@@ -364,7 +376,7 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
     action = args.outbox_command
     if action != "list" and not (args.event or args.route or args.all):
         raise OrderwatchError(f"outbox {action}: say which deliveries: --event, --route or --all")
-    store = Store.open(_state_path(args), readonly=action == "list")
+    store = open_store(_state_location(args), readonly=action == "list")
     try:
         if action == "list":
             states = (
@@ -403,20 +415,21 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_state(args: argparse.Namespace) -> int:
-    path = _state_path(args)
-    store = Store.open(path, readonly=True)
+    if args.state_command == "migrate":
+        return _migrate(args)
+    store = open_store(_state_location(args), readonly=True)
     try:
         if args.state_command == "check":
             problems = store.check()
             for problem in problems:
-                print(f"state: {path}: {problem}", file=sys.stderr)
+                print(f"state: {store.location}: {problem}", file=sys.stderr)
             if problems:
                 return EXIT_FAILURE
             counts = store.status_counts()
             queue = store.queue_counts()
             print(
-                f"state: {path} is sound: schema {store.schema_version} (current "
-                f"{SCHEMA_VERSION}), {sum(counts.values())} orders, {queue['pending']} "
+                f"state: {store.location} is sound: schema {store.schema_version} (current "
+                f"{store.latest_schema}), {sum(counts.values())} orders, {queue['pending']} "
                 f"deliveries pending, {queue['dead']} dead"
             )
             return 0
@@ -430,14 +443,31 @@ def _cmd_state(args: argparse.Namespace) -> int:
             if out is not sys.stdout:
                 out.close()
         print(f"exported {written} orders", file=sys.stderr)
-    except sqlite3.Error as error:
-        raise OrderwatchError(f"state: cannot read {path}: {error}") from None
     except OSError as error:
         raise OrderwatchError(
             f"state export: cannot write {args.output}: {error.strerror}"
         ) from None
     finally:
         store.close()
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    source = _state_location(args)
+    if not isinstance(source, Path):
+        raise OrderwatchError(
+            "state migrate: the source must be a SQLite state file (--state PATH or state.path)"
+        )
+    problem = url_problem(args.to)
+    if problem:
+        raise OrderwatchError(f"state migrate --to: {problem}")
+    moved = migrate_to_postgres(source, args.to)
+    print(
+        f"state: moved {source} into {masked_url(args.to)}: {moved.orders} orders, "
+        f"{moved.events} events, {moved.pending} deliveries pending, {moved.dead} dead, "
+        f"{moved.stuck_timers} stuck-order timers, {moved.webhook_states} disabled webhooks, "
+        f"{moved.acks} acknowledgements, {moved.silences} silences"
+    )
     return 0
 
 
@@ -452,13 +482,16 @@ def _when(timestamp: float | None, *, future: bool = False) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    path = _state_path(args)
-    store = Store.open(path, readonly=True)
+    store = open_store(_state_location(args), readonly=True)
     try:
         counts = store.status_counts()
         open_orders = store.open_orders()
         last = store.get_meta("last_successful_poll")
-        print(f"state: {path}")
+        print(f"state: {store.location}")
+        for instance in store.instances():
+            print(
+                f"instance {instance.name}: {instance.role}, last seen {_when(instance.last_seen)}"
+            )
         print(f"last successful poll: {_when(float(last) if last else None)}")
         if store.first_sync_done:
             print("first sync: done")
@@ -481,7 +514,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"deliveries: {queue['pending']} pending, {queue['dead']} dead")
         for name, reason, disabled_at in store.disabled_webhooks().values():
             print(f"webhook {name}: {reason} (since {_when(disabled_at)})")
-        if store.schema_version >= 3:  # a file the daemon has not yet migrated has none
+        if store.has_console:
             _print_acks_and_silences(store)
     finally:
         store.close()
@@ -519,7 +552,7 @@ def _add_console(
     common: argparse.ArgumentParser,
 ) -> None:
     state = argparse.ArgumentParser(add_help=False)
-    state.add_argument("--state", metavar="PATH", help="the state file (default: from the config)")
+    _add_state_option(state)
     ack = commands.add_parser(
         "ack",
         parents=[common, state],
@@ -578,7 +611,7 @@ def _duration_arg(text: str, flag: str = "--for") -> float:
 def _cmd_ack(args: argparse.Namespace) -> int:
     now = time.time()
     until = now + _duration_arg(args.duration) if args.duration else float("inf")
-    store = Store.open(_state_path(args))
+    store = open_store(_state_location(args))
     try:
         known = store.order_by_number(args.number)
         if known is None:
@@ -609,7 +642,7 @@ def _cmd_ack(args: argparse.Namespace) -> int:
 
 def _cmd_silence(args: argparse.Namespace) -> int:
     now = time.time()
-    store = Store.open(_state_path(args), readonly=args.silence_command == "list")
+    store = open_store(_state_location(args), readonly=args.silence_command == "list")
     try:
         if args.silence_command == "add":
             matchers = (args.status, args.order, args.route, args.event)
@@ -665,11 +698,11 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     chosen = [s for s in settings.notify.summaries if s.route == args.route]
     if not chosen:
         raise OrderwatchError(f"summary: no [[notify.summaries]] for route {args.route!r}")
-    store = Store.open(_state_path(args), readonly=True)
+    store = open_store(_state_location(args), readonly=True)
     try:
         for summary in chosen:
             now = time.time()
-            last = store.summary_sent(summary_key(summary)) if store.schema_version >= 3 else None
+            last = store.summary_sent(summary_key(summary)) if store.has_console else None
             start = last if last is not None else summary.schedule().last_due(now)
             event = summary_event(settings, summary, build_summary(store, start, now, now), now)
             title, body = render(event)

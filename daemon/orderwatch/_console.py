@@ -4,7 +4,10 @@ The I/O shell around the pure :mod:`_watcher`, :mod:`_summary` and :mod:`_silenc
 
 - :class:`Console` turns poll and delivery outcomes into watcher notices and due summaries into
   summary events, has dispatch plan their deliveries, commits them (so they are sent, retried
-  and silenced like any event) and keeps the watcher's state in the state file.
+  and silenced like any event) and keeps the watcher's state in the state. With several
+  instances on one database only the leader runs it (the service sees to that), and a summary
+  is recorded only by the instance that moves its period on (``Store.record_summary``): two
+  instances never both send it.
 - :func:`build_summary` reads a period from the state.
 - :class:`StateDesk` is what the ack page reads and writes, through its own connection (the
   page is served from another thread).
@@ -25,7 +28,7 @@ from orderwatch._messages import title_for
 from orderwatch._settings import Settings, SummarySettings
 from orderwatch._silences import Ack, active_ack
 from orderwatch._sinks import Destination
-from orderwatch._store import Store
+from orderwatch._store import Store, open_store
 from orderwatch._summary import StuckOrder, Summary, SummaryTemplates, due_period, summarize
 from orderwatch._watcher import Notice, WatcherState, notice_event
 from orderwatch._web import EpisodeView
@@ -110,8 +113,14 @@ class Console:
     ) -> None:
         self._store, self._dispatch, self._clock = store, dispatch, clock
         self._on_blind = on_blind
-        self._state = WatcherState.from_json(store.get_meta(_WATCHER_META))
+        self._state = WatcherState.from_json(None)
+        self.resume()
         self.configure(settings, destinations)
+
+    def resume(self) -> None:
+        """Take the watcher's state from the store again (at start, and when this instance
+        becomes the leader: another may have moved it on meanwhile)."""
+        self._state = WatcherState.from_json(self._store.get_meta(_WATCHER_META))
 
     def configure(self, settings: Settings, destinations: Sequence[Destination]) -> None:
         """Use these settings from now on (start, reload); outages of destinations no longer
@@ -186,18 +195,21 @@ class Console:
         event = summary_event(self._settings, summary, content, now)
         plan = [(e, targets) for e, targets in self._dispatch.plan([event], now) if targets]
         stored = self._store.record_summary(key, end, plan)
+        if stored is None:
+            return  # another instance recorded (and sends) this period's summary
         log.info("summary for %s: %s", summary.route, title_for(event))
         self._dispatch.announce(stored)
 
 
 class StateDesk:
-    """The ack page's view of the state file, through a connection of its own per request."""
+    """The ack page's view of the state (a file's path or a database's URL), through a
+    connection of its own per request."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        self._path, self._clock = path, clock
+    def __init__(self, location: Path | str, clock: Callable[[], float] = time.time) -> None:
+        self._location, self._clock = location, clock
 
     def episode(self, order_id: str) -> EpisodeView | None:
-        store = Store.open(self._path)
+        store = open_store(self._location)
         try:
             known = store.lookup([order_id]).get(order_id)
             if known is None:
@@ -212,7 +224,7 @@ class StateDesk:
             store.close()
 
     def acknowledge(self, token: AckToken, by: str | None, comment: str | None) -> Ack | None:
-        store = Store.open(self._path)
+        store = open_store(self._location)
         try:
             known = store.lookup([token.order_id]).get(token.order_id)
             if known is None or known.order.status != token.status:

@@ -89,14 +89,19 @@ class Dispatcher:
 
     def remind_stuck(self, now: float) -> int:
         """Record and announce the stuck alerts due ``now``; returns how many."""
-        if not self._stuck_rules:
-            return 0
-        events = stuck_events(self._store.open_orders(), self._stuck_rules, now, self._store.acks())
-        if not events:
-            return 0
-        stored = self._store.record({}, [], self.plan(events, now), anchors_before={}, now=now)
+        stored = self.stuck_reminders(now)
         self.announce(stored)
         return len(stored)
+
+    def stuck_reminders(self, now: float) -> list[StoredEvent]:
+        """Record the stuck alerts due ``now`` (the store's part of :meth:`remind_stuck`, for a
+        caller that runs it in the store's worker thread and announces on the event loop)."""
+        if not self._stuck_rules:
+            return []
+        events = stuck_events(self._store.open_orders(), self._stuck_rules, now, self._store.acks())
+        if not events:
+            return []
+        return self._store.record({}, [], self.plan(events, now), anchors_before={}, now=now)
 
     def _with_ack(self, event: Event) -> Event:
         if not (event.resolves_stuck or event.kind == "stuck") or event.previous_since is None:

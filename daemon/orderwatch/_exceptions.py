@@ -7,7 +7,9 @@
     │   │   └── RateLimitedError  429; ``retry_after`` says how long the server asked us to wait
     │   └── PermanentApiError     the same request will fail again (4xx other than 401/404/429)
     │       └── CredentialsError  the token endpoint or the API rejected the credentials
-    ├── StateError                the state file cannot be opened, read or written
+    ├── StateError                the state (file or database) cannot be opened, read or written
+    │   ├── StateUnavailableError the shared database cannot be reached now: a later try may work
+    │   └── LeadershipLostError   this instance's lease was taken over: its writes are refused
     └── DeliveryError             a notification destination did not accept a message
 
 Messages are one line, name the cause and never contain a secret: the CLI prints them as they are.
@@ -22,10 +24,12 @@ __all__ = [
     "ConfigError",
     "CredentialsError",
     "DeliveryError",
+    "LeadershipLostError",
     "OrderwatchError",
     "PermanentApiError",
     "RateLimitedError",
     "StateError",
+    "StateUnavailableError",
     "TransientApiError",
     "first_orderwatch_error",
 ]
@@ -68,7 +72,17 @@ class CredentialsError(PermanentApiError):
 
 
 class StateError(OrderwatchError):
-    """The state file cannot be opened, read or written."""
+    """The state file or database cannot be opened, read or written."""
+
+
+class StateUnavailableError(StateError):
+    """The shared database (PostgreSQL) cannot be reached now; nothing was written. Transient:
+    the daemon neither polls nor sends meanwhile, and tries again with backoff."""
+
+
+class LeadershipLostError(StateError):
+    """A write of poll results found another instance's epoch on the leader lease: this
+    instance was paused or cut off past its lease, and the write was rolled back."""
 
 
 class DeliveryError(OrderwatchError):

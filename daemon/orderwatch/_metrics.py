@@ -13,7 +13,8 @@ Names are a contract (dashboards and alerts are written against them):
 ``orderwatch_poll_requests``, ``orderwatch_build_info{version}``, ``orderwatch_lifecycle``,
 ``orderwatch_list_rereads_total``, ``orderwatch_status_exit_rate_per_hour{status}``,
 ``orderwatch_poll_budget``, ``orderwatch_expected_notification_delay_seconds``,
-``orderwatch_poll_budget_floor_wins_total``.
+``orderwatch_poll_budget_floor_wins_total``, ``orderwatch_leader``,
+``orderwatch_leader_changes_total``.
 No metric carries a per-order label. ``/healthz`` is served beside ``/metrics``.
 """
 
@@ -197,6 +198,16 @@ class Metrics:
             states=list(LIFECYCLE_STATES),
             registry=r,
         )
+        self.leader = Gauge(
+            "orderwatch_leader",
+            "1 on the instance that polls the Orders API (the leader), 0 on a standby.",
+            registry=r,
+        )
+        self.leader_changes = Counter(
+            "orderwatch_leader_changes",
+            "Times this instance became the leader or stood down.",
+            registry=r,
+        )
         self._oldest = _OldestOpenOrder()
         r.register(self._oldest)
         self.set_order_counts({})
@@ -227,17 +238,33 @@ class Health:
     is making progress that recently; and the last write to the state file worked.
     """
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, *, lease: float | None = None) -> None:
+        """``lease`` (instances sharing a database): how long the database may stay
+        unreachable before the instance is unhealthy; a standby is healthy while it is not."""
         self.interval = interval
         self.started = time.time()
         self.last_success: float | None = None
         self.last_progress: float | None = None
         self.store_error: str | None = None
+        self.lease = lease
+        self.role = "leader"
+        self.last_contact: float | None = None  # the last exchange with the shared database
 
     def check(self, now: float | None = None) -> tuple[bool, dict[str, object]]:
         now = time.time() if now is None else now
+        body: dict[str, object] = {"last_successful_poll": self.last_success, "role": self.role}
+        if self.lease is not None and self.store_error is None:
+            contact = self.started if self.last_contact is None else self.last_contact
+            if now - contact >= self.lease:
+                reason = f"the state database unreachable for {now - contact:.0f}s"
+                return False, {**body, "status": "unhealthy", "reason": reason}
+            if self.role == "standby":
+                return True, {**body, "status": "ok"}
+        return self._polls(now, body)
+
+    def _polls(self, now: float, body: dict[str, object]) -> tuple[bool, dict[str, object]]:
+        """Healthy while polls succeed (the leader; a single instance)."""
         horizon = 3 * self.interval
-        body: dict[str, object] = {"last_successful_poll": self.last_success}
         if self.store_error is not None:
             return False, {**body, "status": "unhealthy", "reason": self.store_error}
         if self.last_success is not None and now - self.last_success < horizon:

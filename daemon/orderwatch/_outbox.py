@@ -18,6 +18,13 @@ Rules, all here:
   changes.
 - A delivery is marked sent only after the destination accepted it; a send that has started is
   finished and recorded even during shutdown.
+- Instances sharing a database each run a courier: a destination's worker first claims it
+  (``claims``: this instance's holder name and the claim's length), renews the claim while it
+  works and releases it when its queue is empty; a destination claimed elsewhere is left to its
+  holder, and looked at again once that claim may have expired. While the database cannot be
+  reached nothing is sent (nothing could be recorded). On a shared database every store call
+  runs in a worker thread (:meth:`~orderwatch._store.Store.call`): a round trip never blocks
+  the event loop.
 """
 
 from __future__ import annotations
@@ -26,12 +33,15 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from functools import partial
 from itertools import groupby
 from typing import Final
 
 import anyio
 
 from orderwatch._dispatch import DisabledWebhooks
+from orderwatch._exceptions import StateUnavailableError
 from orderwatch._metrics import Metrics
 from orderwatch._ratelimit import RateLimiter
 from orderwatch._routing import sends_as_digest, sent_alone
@@ -95,9 +105,14 @@ class Courier:
         webhooks: WebhookSender | None = None,
         rng: random.Random | None = None,
         disabled: DisabledWebhooks | None = None,
+        claims: tuple[str, float] | None = None,
         on_outcome: Callable[[Destination, str | None], None] = lambda *_: None,
     ) -> None:
+        """``claims`` (instances sharing a database): this instance's holder name and how long
+        its claim on a destination lasts unless renewed."""
         self._store, self._metrics = store, metrics
+        self._claims = claims
+        self._held: set[str] = set()
         self._destinations = {d.key: d for d in destinations}
         self._clock, self._sleep, self._send = clock, sleep, sender
         self._webhooks = webhooks
@@ -119,44 +134,87 @@ class Courier:
 
     async def run(self) -> None:
         """Deliver forever. What was pending when the daemon stopped is tried at once."""
-        self._store.make_pending_due(self._clock())
+        store = self._store
+        # Shared: look again once another instance's claim may have expired.
+        idle = _IDLE_CHECK if self._claims is None else self._claims[1]
+        started = False
+        failing = False
         async with anyio.create_task_group() as group:
+            if self._claims is not None:
+                group.start_soon(self._keep_claims)
             while True:
-                for key in self._store.pending_destinations():
-                    if key not in self._workers:
-                        self._workers.add(key)
-                        group.start_soon(self._worker, key)
-                self._metrics.set_queue(self._store.queue_counts())
-                with anyio.move_on_after(_IDLE_CHECK):
+                try:
+                    if not started:
+                        await store.call(partial(store.make_pending_due, self._clock()))
+                        started = True
+                    for key in await store.call(store.pending_destinations):
+                        if key not in self._workers:
+                            self._workers.add(key)
+                            group.start_soon(self._worker, key)
+                    self._metrics.set_queue(await store.call(store.queue_counts))
+                    failing = False
+                except StateUnavailableError:
+                    failing = True  # the lease keeper logs it, once a streak
+                with anyio.move_on_after(min(idle, 1.0) if failing else idle):
                     await self._wake.wait()
                 self._wake = anyio.Event()
 
+    async def _keep_claims(self) -> None:
+        """Renew this instance's claims while their workers run (a send may outlast one)."""
+        assert self._claims is not None  # noqa: S101 - started only with claims
+        holder, ttl = self._claims
+        while True:
+            await anyio.sleep(ttl / 3)
+            for key in list(self._held):
+                with suppress(StateUnavailableError):
+                    if not await self._store.call(partial(self._store.claim, key, holder, ttl=ttl)):
+                        self._held.discard(key)
+
+    async def _claim(self, key: str) -> bool:
+        if self._claims is None:
+            return True
+        holder, ttl = self._claims
+        if await self._store.call(partial(self._store.claim, key, holder, ttl=ttl)):
+            self._held.add(key)
+            return True
+        self._held.discard(key)
+        return False
+
     async def _worker(self, key: str) -> None:
+        store = self._store
         try:
-            while True:
-                queue = self._store.pending_deliveries_for(key)
+            while await self._claim(key):
+                queue = await store.call(partial(store.pending_deliveries_for, key))
                 if not queue:
                     return
                 await self._deliver_queue(key, queue, self._clock())
-                due = next_due(self._store.pending_deliveries_for(key))
+                due = next_due(await store.call(partial(store.pending_deliveries_for, key)))
                 if due is None:
                     return
                 await self._sleep(min(max(due - self._clock(), 0.05), _IDLE_CHECK))
+        except StateUnavailableError:
+            return  # nothing could be recorded: the next look at the outbox starts it again
         finally:
             self._workers.discard(key)
-            self._metrics.set_queue(self._store.queue_counts())
+            with anyio.CancelScope(shield=True), suppress(StateUnavailableError):
+                if key in self._held and self._claims is not None:
+                    self._held.discard(key)
+                    await store.call(partial(store.release_claims, self._claims[0], [key]))
+                self._metrics.set_queue(await store.call(store.queue_counts))
 
     async def _deliver_queue(self, key: str, queue: list[Delivery], now: float) -> None:
         destination = self._destinations.get(key)
         if destination is None or key in self._disabled:
             reason = "destination no longer configured" if destination is None else "disabled"
-            self._dead(queue, reason, now)
+            await self._store.call(partial(self._dead, queue, reason, now))
             log.warning(
                 "notify: dropped %d message(s) for %r: its destination is %s",
                 len(queue), queue[0].route, reason,
             )  # fmt: skip
             return
-        batch = self._unsilenced(destination, due_batch(queue, now), now)
+        batch = await self._store.call(
+            partial(self._unsilenced, destination, due_batch(queue, now), now)
+        )
         if not batch:
             return
         alone = [d for d in batch if sent_alone(d.stored.event)]
@@ -205,12 +263,13 @@ class Courier:
             await pace.acquire()
         # Nothing goes out before what it announces is on disk: lost in a power cut after the
         # send, the change would be observed and announced again.
-        self._store.sync()
+        await self._store.call(self._store.sync)
         # A send that started is finished and recorded, even when shutdown is under way.
         with anyio.CancelScope(shield=True):
             outcome = await self._send_batch(destination, batch)
-            delivered = self._settle(destination, batch, outcome)
-        return delivered  # noqa: RET504 - returned outside the shielded scope on purpose
+            delivered = await self._store.call(partial(self._settle, destination, batch, outcome))
+            self._on_outcome(destination, outcome.error)  # on the event loop: the console's
+        return delivered
 
     async def _send_batch(self, destination: Destination, batch: list[Delivery]) -> SendOutcome:
         if destination.kind == "webhook":
@@ -233,7 +292,6 @@ class Courier:
         of it is left to retry (the queue may go on)."""
         now = self._clock()
         route = destination.route
-        self._on_outcome(destination, outcome.error)
         if outcome.ok:
             self._store.mark_sent(batch, now=now)
             self._metrics.notifications.labels(route=route, outcome="sent").inc(len(batch))

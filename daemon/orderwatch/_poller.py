@@ -3,6 +3,11 @@ commit the result with its deliveries. The I/O shell around :mod:`_detect` and :
 
 A cycle that fails half-way keeps what it committed (every commit is a real observation) and
 produces nothing from what it could not read: no event, no vanished order.
+
+Every store call goes through :meth:`~orderwatch._store.Store.call`: inline on a state file, in
+the store's worker thread on a shared database, so that a round trip never blocks the event
+loop (a page's detection and commit travel there together, as one call). What a commit
+announces is announced back on the event loop.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ class _Progress:
         self._last_line = 0.0
         self._bar = sys.stderr.isatty()
 
-    def update(self, page: int, total_pages: int, learned: int) -> None:
+    async def update(self, page: int, total_pages: int, learned: int) -> None:
         now = self._clock()
         eta = ""
         if page and total_pages > page:
@@ -97,7 +102,14 @@ class _Progress:
         if now - self._last_line >= _PROGRESS_EVERY or page >= total_pages or page == 1:
             self._last_line = now
             # `orderwatch status` shows this; written as often as the log line, not every page
-            self._store.set_meta(sync_page=page, sync_total_pages=total_pages, sync_orders=learned)
+            await self._store.call(
+                partial(
+                    self._store.set_meta,
+                    sync_page=page,
+                    sync_total_pages=total_pages,
+                    sync_orders=learned,
+                )
+            )
             if self._bar:
                 sys.stderr.write("\n")
             log.info(
@@ -133,19 +145,25 @@ class Poller:
         self._on_page = on_page
         self._concurrency = concurrency
         self._reconcile = reconcile
-        # Changes seen in the first cycle after a restart may span the time nobody watched.
-        self._after_gap = store.first_sync_done
         self._newer_than: int | None = None
-        self._counts: Counter[str] = Counter(store.status_counts())
         self._unknown_to_api: set[str] = set()
-        metrics.set_order_counts(self._counts)
         self._pacer = pacer
         self._total_pages = 1  # the list's length when last walked
+        self.resume()
         if pacer is not None:
             saved = store.get_meta("budget_learned")
             if saved:
                 pacer.learner.restore(json.loads(saved))
             metrics.poll_budget.set(pacer.budget)
+
+    def resume(self) -> None:
+        """Take the state as it stands: at start, and when this instance leads again after
+        another did (the counts moved on meanwhile)."""
+        # Changes seen in the first cycle after a restart may span the time nobody watched.
+        self._after_gap = self._store.first_sync_done
+        self._counts: Counter[str] = Counter(self._store.status_counts())
+        self._unknown_to_api.clear()
+        self._metrics.set_order_counts(self._counts)
 
     def configure(self, *, announce_initial: bool, reconcile: float | None = None) -> None:
         """Apply a reloaded configuration."""
@@ -158,7 +176,40 @@ class Poller:
 
     async def cycle(self) -> CycleReport:
         """Run one cycle. Raises :class:`~orderwatch.ApiError` if it could not finish."""
+        store = self._store
         report = CycleReport()
+        first_sync, state, full_walk = await store.call(self._start_cycle)
+        pacing = None if full_walk else await store.call(self._pace)
+        if pacing is None or pacing.walk_head:
+            total_pages = await self._walk_head(
+                state, report, full_walk=full_walk, first_sync=first_sync
+            )
+            self._total_pages = total_pages
+        else:
+            total_pages = self._total_pages  # positions follow the arrivals last measured
+        if full_walk and not first_sync:
+            await store.call(partial(store.set_meta, full_walk_requested=int(state.walk_unproven)))
+        await store.call(partial(self._settle_arrivals, state))
+        await self._refresh_stragglers(
+            state, report, total_pages, only=None if pacing is None else pacing.orders
+        )
+        if self._reconcile is not None and not full_walk:
+            await self._reconcile_slice(state, report, total_pages)
+        if not first_sync:
+            reminders = await store.call(partial(self._dispatch.stuck_reminders, self._clock()))
+            self._dispatch.announce(reminders)
+            report.events += len(reminders)
+        if first_sync:
+            await store.call(partial(self._finish_first_sync, state))
+        self._after_gap = False
+        await store.call(partial(store.set_meta, last_successful_poll=self._clock()))
+        if self._pacer is not None:
+            await store.call(partial(self._paced, state, report, pacing))
+        return report
+
+    def _start_cycle(self) -> tuple[bool, _CycleState, bool]:
+        """What a cycle starts from: whether it is (part of) the first sync, its state, and
+        whether it walks the whole list."""
         first_sync = not self._store.first_sync_done
         # Meta keys keep the names older state files have ("baseline_*" is the first sync).
         head = self._store.get_meta("baseline_head") if first_sync else None
@@ -170,31 +221,7 @@ class Poller:
             announce_new=self._announce_initial or not first_sync,
         )
         full_walk = first_sync or self._store.get_meta("full_walk_requested") == "1"
-        pacing = None if full_walk else self._pace()
-        if pacing is None or pacing.walk_head:
-            total_pages = await self._walk_head(
-                state, report, full_walk=full_walk, first_sync=first_sync
-            )
-            self._total_pages = total_pages
-        else:
-            total_pages = self._total_pages  # positions follow the arrivals last measured
-        if full_walk and not first_sync:
-            self._store.set_meta(full_walk_requested=int(state.walk_unproven))
-        self._settle_arrivals(state)
-        await self._refresh_stragglers(
-            state, report, total_pages, only=None if pacing is None else pacing.orders
-        )
-        if self._reconcile is not None and not full_walk:
-            await self._reconcile_slice(state, report, total_pages)
-        if not first_sync:
-            report.events += self._dispatch.remind_stuck(self._clock())
-        if first_sync:
-            self._finish_first_sync(state)
-        self._after_gap = False
-        self._store.set_meta(last_successful_poll=self._clock())
-        if self._pacer is not None:
-            self._paced(state, report, pacing)
-        return report
+        return first_sync, state, full_walk
 
     def _pace(self) -> PacingPlan | None:
         """What the request budget says this cycle fetches (None: no budget)."""
@@ -243,15 +270,17 @@ class Poller:
             if first_sync and self._newer_than is None and page_number == 1:
                 # Orders above today's newest arrive while the first sync walks: they are news.
                 self._newer_than = max((o.number for o in page.orders), default=0)
-                self._store.set_meta(baseline_head=self._newer_than)
+                await self._store.call(
+                    partial(self._store.set_meta, baseline_head=self._newer_than)
+                )
             if not report.full_walk and not page.numbers_decrease:
                 log.warning(
                     "order list is not newest-first on page %d; walking it all", page_number
                 )
                 report.full_walk = True
-            (glance,) = self._ingest([(page_number, page)], state, report)
+            (glance,) = await self._ingest([(page_number, page)], state, report)
             if progress is not None:
-                progress.update(page_number, page.total_pages, state.learned)
+                await progress.update(page_number, page.total_pages, state.learned)
             oldest_is_new = bool(page.orders) and page.orders[-1].id not in glance
             if not head_walk_continues(
                 page, page_number, oldest_is_new=oldest_is_new, full_walk=report.full_walk
@@ -287,7 +316,7 @@ class Poller:
             total_pages = max([total_pages, *(p.total_pages for p in pages)])
             first = numbers[-1] + 1
             if progress is not None:
-                progress.update(numbers[-1], total_pages, state.learned)
+                await progress.update(numbers[-1], total_pages, state.learned)
             if any(not p.orders for p in pages):
                 break  # past the end of the list
         if not await self._close_gaps(state, report, None, to_end=True):
@@ -393,15 +422,25 @@ class Poller:
         await anyio.lowlevel.checkpoint()
         if state.landed:
             landed, state.landed = state.landed, []
-            self._ingest(sorted(landed, key=lambda item: item[0]), state, report)
+            await self._ingest(sorted(landed, key=lambda item: item[0]), state, report)
         return page
 
-    def _ingest(
+    async def _ingest(
         self, pages: list[tuple[int, OrderPage]], state: _CycleState, report: CycleReport
     ) -> list[dict[str, tuple[str, int | None]]]:
         """Detect and record the changes ``pages`` (number, page) show, in one transaction;
         then count and announce them. Returns what the state knew of each page's orders
         before (id → status, anchor)."""
+        glances, committed = await self._store.call(partial(self._commit_pages, pages, state))
+        self._publish(committed, report)
+        for _ in pages:
+            self._on_page()
+        return glances
+
+    def _commit_pages(
+        self, pages: list[tuple[int, OrderPage]], state: _CycleState
+    ) -> tuple[list[dict[str, tuple[str, int | None]]], list[_Committed]]:
+        """The store's part of :meth:`_ingest`: look up, detect and write, in one transaction."""
         glances: list[dict[str, tuple[str, int | None]]] = []
         committed: list[_Committed] = []
         with self._store.batch():
@@ -409,10 +448,7 @@ class Poller:
                 glance = self._store.glance([order.id for order in page.orders])
                 committed.append(self._ingest_page(page, number, glance, state))
                 glances.append(glance)
-        self._publish(committed, report)
-        for _ in pages:
-            self._on_page()
-        return glances
+        return glances, committed
 
     async def _concurrently(self, jobs: Sequence[Callable[[], Awaitable[object]]]) -> None:
         """Run ``jobs`` at most ``concurrency`` at a time; the first API or state error is raised
@@ -440,12 +476,16 @@ class Poller:
     ) -> None:
         """A few more pages of the slow full walk (``poll.full_sync_interval``)."""
         assert self._reconcile is not None  # noqa: S101 - checked by the caller
+        store = self._store
         now = self._clock()
-        first = int(self._store.get_meta("reconcile_cursor") or 1)
+        cursor_meta, started_meta = await store.call(
+            lambda: (store.get_meta("reconcile_cursor"), store.get_meta("reconcile_started"))
+        )
+        first = int(cursor_meta or 1)
         pages, cursor, started = reconcile_pages(
             first,
             total_pages,
-            started=float(self._store.get_meta("reconcile_started") or now),
+            started=float(started_meta or now),
             now=now,
             full_sync_interval=self._reconcile,
             skip=state.fetched,
@@ -455,7 +495,9 @@ class Poller:
         span = set(range(first if first <= total_pages else 1, cursor))
         if not await self._close_gaps(state, report, span, to_end=False):
             return  # the slice stays due: the next cycle reads it again
-        self._store.set_meta(reconcile_cursor=cursor, reconcile_started=started)
+        await store.call(
+            partial(store.set_meta, reconcile_cursor=cursor, reconcile_started=started)
+        )
 
     def _finish_first_sync(self, state: _CycleState) -> None:
         if state.walk_unproven:
@@ -538,10 +580,17 @@ class Poller:
         status = await self._api.order_status(order_id)
         report.statuses += 1
         state.seen.add(order_id)
+        committed = await self._store.call(partial(self._commit_status, order_id, status))
+        if committed is not None:
+            self._publish([committed], report)
+
+    def _commit_status(self, order_id: str, status: str | None) -> _Committed | None:
+        """Record what ``/status`` said of ``order_id``: its change, if any (None: nothing to
+        announce)."""
         # Compare with what the store holds now, never with a snapshot from the cycle's start.
         known = self._store.lookup([order_id]).get(order_id)
         if known is None:
-            return
+            return None
         if status is None:
             if known.order.id not in self._unknown_to_api:
                 # An open order the API does not know: the list is not what we think. Walk it
@@ -553,11 +602,11 @@ class Poller:
                     known.order.number,
                     known.order.status,
                 )
-            return
+            return None
         self._unknown_to_api.discard(known.order.id)
         observed = replace(known.order, status=status)
         changes = detect_changes({known.order.id: known}, [observed])
-        self._publish([self._record({}, changes, {}, announce_new=True)], report)
+        return self._record({}, changes, {}, announce_new=True)
 
     def _record(
         self,

@@ -1,9 +1,13 @@
-"""The daemon: the poll loop, the courier, the console's clock and the listeners in one anyio
-task group.
+"""The daemon: the poll loop, the courier, the lease keeper, the console's clock and the
+listeners in one anyio task group.
 
-- :func:`build_parts` builds what the daemon is made of (state file, API client, webhook sender,
-  courier, dispatch, poller, console, metrics listener, ack page) from one configuration, and
-  closes it again.
+- :func:`build_parts` builds what the daemon is made of (state, API client, webhook sender,
+  courier, dispatch, poller, console, leadership, metrics listener, ack page) from one
+  configuration, and closes it again.
+- It polls while it leads (``_leadership``): always, on a state file only it may open; on a
+  database several instances share, while it holds the lease, standing by otherwise. The
+  console (watcher notices, summaries) runs only on the leader; every instance delivers and
+  serves the ack page.
 - SIGTERM or SIGINT stops it: no new cycle or send starts, sends already under way finish and
   are recorded, the state file is closed, and :meth:`Service.run` returns, within
   :data:`STOP_TIMEOUT` seconds.
@@ -26,6 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -42,9 +47,12 @@ from orderwatch._exceptions import (
     ApiError,
     ConfigError,
     CredentialsError,
+    LeadershipLostError,
     StateError,
+    StateUnavailableError,
     first_orderwatch_error,
 )
+from orderwatch._leadership import Leadership
 from orderwatch._logging import redactor
 from orderwatch._metrics import Health, Metrics, MetricsServer
 from orderwatch._outbox import Courier
@@ -54,7 +62,7 @@ from orderwatch._poller import Poller
 from orderwatch._quota import RequestLedger, ledger_path
 from orderwatch._settings import Settings, load_settings
 from orderwatch._sinks import Destination, destinations_for, secrets_in
-from orderwatch._store import Store
+from orderwatch._store import Store, open_store, url_secrets
 from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
 from orderwatch._watcher import api_failure_reason
@@ -124,6 +132,7 @@ class Parts:
     poller: Poller
     console: Console
     metrics_server: MetricsServer | None
+    leadership: Leadership
     web: WebServer | None
     pacer: Pacer | None = None  # the request budget (poll.budget)
 
@@ -157,10 +166,15 @@ async def build_parts(
     notifier: SystemdNotifier,
     on_stop: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[Parts]:
-    """Open the state file, the metrics listener and the API client, and wire the courier and
-    the poller to them; on exit everything is closed again, the state file last. ``on_stop`` is
-    called on the way out, once the API client is closed and before the rest is; nothing is
-    called (or logged as stopped) when the state file itself cannot be opened.
+    """Open the state, the metrics listener and the API client, and wire the courier, the
+    poller and the lease keeper to them; on exit the lease is released first, then everything
+    is closed again, the state last. ``on_stop`` is called on the way out, once the API client
+    is closed and before the rest is; nothing is called (or logged as stopped) when the state
+    itself cannot be opened.
+
+    On a database several instances share, the poller, the courier and the lease keeper each
+    have a connection of their own: a renewal never waits behind a poll, and the courier's
+    commits are never part of the poller's. On a file, one store serves all three.
 
     Raises :class:`~orderwatch.OrderwatchError` for what the daemon cannot run with (an unusable
     state file, a metrics port in use).
@@ -174,14 +188,29 @@ async def build_parts(
         health.last_progress = time.time()
         notifier.watchdog()
 
+    def open_state(*, exclusive: bool = False) -> Store:
+        return open_store(
+            settings.state.location,
+            exclusive=exclusive,
+            idle_timeout=settings.ha.lease,
+            application=f"orderwatch {settings.ha.instance}",
+        )
+
     async with AsyncExitStack() as stack:
-        store = Store.open(settings.state.path, exclusive=True)
+        store = open_state(exclusive=True)
         stack.callback(log.info, "orderwatch stopped")
         stack.callback(store.close)
+        courier_store = lease_store = store
+        if store.shared:
+            health.lease = settings.ha.lease
+            courier_store = open_state()
+            stack.callback(courier_store.close)
+            lease_store = open_state()
+            stack.callback(lease_store.close)
         webhooks = WebhookSender()
         stack.push_async_callback(_close_shielded, webhooks)
         stack.callback(on_stop)
-        disabled = DisabledWebhooks(store)
+        disabled = DisabledWebhooks(courier_store)
         destinations = destinations_of(settings, disabled, ack_links(settings))
         for name, reason, _ in store.disabled_webhooks().values():
             log.warning("notify: webhook %s stays %s", name, reason)
@@ -211,6 +240,16 @@ async def build_parts(
                 before_request=None if pacer is None else pacer.ledger.acquire,
             )
         )
+        leadership = Leadership(
+            lease_store,
+            instance=settings.ha.instance,
+            lease=settings.ha.lease,
+            interval=settings.poll.interval,
+            metrics=metrics,
+            health=health,
+        )
+        # First on the way out: a standby takes over at once.
+        stack.push_async_callback(leadership.release)
         dispatch = Dispatcher(
             store,
             destinations,
@@ -232,22 +271,37 @@ async def build_parts(
         )
         console = Console(store, settings, destinations, dispatch, on_blind=poller.mark_gap)
         courier = Courier(
-            store,
+            courier_store,
             destinations,
             metrics,
             webhooks=webhooks,
             disabled=disabled,
-            on_outcome=console.delivery_outcome,
+            claims=(leadership.holder, settings.ha.lease) if store.shared else None,
+            on_outcome=lambda d, error: _as_leader(
+                leadership, partial(console.delivery_outcome, d, error)
+            ),
         )
         log.info(
-            "orderwatch started: watching %s every %gs, %d destinations, state %s",
+            "orderwatch started: watching %s every %gs, %d destinations, state %s%s",
             settings.api.base_url,
             settings.poll.interval,
             len(destinations),
-            settings.state.path,
+            store.location,
+            f", instance {settings.ha.instance}" if store.shared else "",
         )
         yield Parts(
-            store, api, webhooks, courier, disabled, dispatch, poller, console, server, web, pacer
+            store,
+            api,
+            webhooks,
+            courier,
+            disabled,
+            dispatch,
+            poller,
+            console,
+            server,
+            leadership,
+            web,
+            pacer,
         )
 
 
@@ -256,17 +310,31 @@ def _ack_page(settings: Settings) -> WebServer | None:
     if settings.web is None or settings.web.address is None:
         return None
     host, port = settings.web.address
-    page = AckPage(StateDesk(settings.state.path), settings.web.secret.get_secret_value())
+    page = AckPage(StateDesk(settings.state.location), settings.web.secret.get_secret_value())
     web = WebServer(host, port, page)
     log.info("ack page on http://%s:%d/ack/… for %s", host, web.port, settings.web.public_url)
     return web
 
 
-async def _console_clock(console: Console) -> None:
+def _as_leader(leadership: Leadership, action: Callable[[], None]) -> None:
+    """Run a console ``action`` only while this instance leads: the watcher's state and the
+    summaries are the leader's. A write that finds a newer leader's epoch stands it down."""
+    if not leadership.leader:
+        return
+    try:
+        action()
+    except LeadershipLostError as error:
+        log.warning("%s", error)
+        leadership.lost()
+    except StateUnavailableError:
+        pass  # the lease keeper says so, once per streak
+
+
+async def _console_clock(console: Console, leadership: Leadership) -> None:
     """Watcher notices and summaries fall due between polls too."""
     while True:
         await anyio.sleep(_CONSOLE_TICK)
-        console.tick()
+        _as_leader(leadership, console.tick)
 
 
 async def _close_shielded(webhooks: WebhookSender) -> None:
@@ -292,6 +360,8 @@ class Service:
         self._early_signal: int | None = None
         self._stopping = False
         self._interval = settings.poll.interval
+        self._ready = False  # READY=1 sent (after a first cycle, or once standing by)
+        self._pending = 0  # deliveries pending, as last counted
 
     def _catch_early_signals(self) -> None:
         """Until the signal receiver runs, remember a SIGTERM/SIGINT instead of dying of it."""
@@ -313,6 +383,8 @@ class Service:
             None if settings.web is None else settings.web.secret,
         )
         redactor.add(*(s.get_secret_value() for s in secrets if s is not None))
+        if settings.state.url is not None:
+            redactor.add(*url_secrets(settings.state.url.get_secret_value()))
         self.metrics.lifecycle.state("starting")
         async with build_parts(
             settings,
@@ -327,25 +399,79 @@ class Service:
                 async with anyio.create_task_group() as group:
                     if options.handle_signals:
                         group.start_soon(self._handle_signals, group.cancel_scope)
+                    group.start_soon(parts.leadership.run)
                     group.start_soon(parts.courier.run)
                     group.start_soon(self._poll_forever, parts)
-                    group.start_soon(_console_clock, parts.console)
+                    group.start_soon(_console_clock, parts.console, parts.leadership)
             finally:
                 self.parts = None
 
     # -- the poll loop ----------------------------------------------------------------------
 
     async def _poll_forever(self, parts: Parts) -> None:
+        """Poll while this instance leads; stand by (keeping the shared gauges fresh) while
+        another does."""
+        leadership, store, poller = parts.leadership, parts.store, parts.poller
+        while True:
+            while not leadership.leader:
+                await self._stand_by(parts)
+            epoch = await leadership.wait_elected()
+            store.fence(leadership.holder, epoch)
+            async with anyio.create_task_group() as term:
+
+                async def end_of_term(scope: anyio.CancelScope) -> None:
+                    await leadership.wait_deposed()
+                    scope.cancel()
+
+                term.start_soon(end_of_term, term.cancel_scope)
+                try:
+                    if store.shared:  # another leader may have moved the state on meanwhile
+                        await store.call(poller.resume)
+                        parts.console.resume()
+                    await self._poll_as_leader(parts)
+                except LeadershipLostError as error:
+                    log.warning("%s", error)
+                    leadership.lost()
+                except StateUnavailableError:
+                    # Nothing of the cycle was recorded. The lease keeper logs the streak and
+                    # stands down if the lease runs out; else the next term tries again.
+                    await anyio.sleep(self.settings.poll.interval)
+                term.cancel_scope.cancel()
+
+    async def _stand_by(self, parts: Parts) -> None:
+        """One interval as a standby: the shared gauges read from the state, as the leader's."""
+        store = parts.store
+        self.metrics.lifecycle.state("running")
+        try:
+            counts, oldest, queue = await store.call(
+                lambda: (store.status_counts(), store.oldest_open_since(), store.queue_counts())
+            )
+        except StateUnavailableError:
+            pass  # the lease keeper says so, once per streak
+        else:
+            self.metrics.set_order_counts(counts)
+            self.metrics.set_oldest_open(oldest)
+            self.metrics.set_queue(queue)
+            self._pending = queue["pending"]
+            if not self._ready:
+                self.notifier.ready("standing by")
+                self._ready = True
+        with anyio.move_on_after(self.settings.poll.interval):
+            await parts.leadership.wait_elected()
+
+    async def _poll_as_leader(self, parts: Parts) -> None:
         api, store, poller = parts.api, parts.store, parts.poller
         failing: str | None = None
-        first = True
         while True:
             started = anyio.current_time()
             requests_before = api.requests_made
-            self.metrics.lifecycle.state("running" if store.first_sync_done else "syncing")
+            first_sync_done = await store.call(lambda: store.first_sync_done)
+            self.metrics.lifecycle.state("running" if first_sync_done else "syncing")
             outcome, changed = "ok", False
             try:
                 report = await poller.cycle()
+            except (LeadershipLostError, StateUnavailableError):
+                raise  # the term ends: _poll_forever decides what comes next
             except StateError as error:
                 self.health.store_error = str(error)
                 raise
@@ -376,26 +502,33 @@ class Service:
                     report.transitions,
                     poller.open_count,
                 )
-            self.metrics.poll_cycles.inc()
-            self.metrics.poll_cycle_duration.observe(anyio.current_time() - started)
             self.metrics.poll_requests.observe(api.requests_made - requests_before)
-            self.metrics.set_oldest_open(store.oldest_open_since())
-            queue = store.queue_counts()
-            self.metrics.set_queue(queue)
-            self._last_poll = f"{datetime.now().astimezone():%H:%M:%S} {outcome}"
-            status = self._status_line(parts)
-            if first:
-                self.notifier.ready(status)
-                first = False
-            else:
-                self.notifier.status(status)
+            await self._cycle_done(parts, started, outcome)
             self._interval = self._next_wait(parts, changed=changed)
             await self._wait_for_next_cycle(started)
 
+    async def _cycle_done(self, parts: Parts, started: float, outcome: str) -> None:
+        """Count a cycle that ended with ``outcome``, and say so to metrics and systemd."""
+        store = parts.store
+        self.metrics.poll_cycles.inc()
+        self.metrics.poll_cycle_duration.observe(anyio.current_time() - started)
+        oldest, queue = await store.call(lambda: (store.oldest_open_since(), store.queue_counts()))
+        self.metrics.set_oldest_open(oldest)
+        self.metrics.set_queue(queue)
+        self._pending = queue["pending"]
+        self._last_poll = f"{datetime.now().astimezone():%H:%M:%S} {outcome}"
+        status = self._status_line(parts)
+        if not self._ready:
+            self.notifier.ready(status)
+            self._ready = True
+        else:
+            self.notifier.status(status)
+
     def _status_line(self, parts: Parts) -> str:
+        open_count = parts.poller.open_count if parts.leadership.leader else 0
         return (
-            f"tracking {parts.poller.open_count} open orders; last poll {self._last_poll}; "
-            f"{parts.store.queue_counts()['pending']} deliveries pending"
+            f"tracking {open_count} open orders; last poll {self._last_poll}; "
+            f"{self._pending} deliveries pending"
         )
 
     async def _wait_for_next_cycle(self, started: float) -> None:
@@ -483,8 +616,12 @@ class Service:
                 log.error("reload rejected: %s", problem)  # noqa: TRY400 - no traceback wanted
             log.error("reload rejected: the running configuration stays")  # noqa: TRY400
         else:
-            # [web] needs a restart: the links stay those of the running configuration
-            destinations = destinations_of(new, parts.disabled, ack_links(self.settings))
+            try:
+                # [web] needs a restart: the links stay those of the running configuration
+                destinations = destinations_of(new, parts.disabled, ack_links(self.settings))
+            except StateUnavailableError as error:  # a shared database: nothing was applied
+                log.error("reload rejected: %s; the running configuration stays", error)  # noqa: TRY400
+                return
             parts.dispatch.configure(destinations, stuck_rules(new))
             parts.poller.configure(
                 announce_initial=new.notify.initial, reconcile=new.poll.full_sync_interval

@@ -12,6 +12,7 @@ import binascii
 import ipaddress
 import math
 import os
+import socket
 import ssl
 import tomllib
 from collections.abc import Mapping
@@ -42,6 +43,7 @@ from orderwatch._exceptions import ConfigError
 from orderwatch._messages import template_problem
 from orderwatch._models import KNOWN_STATUSES, canonical_status
 from orderwatch._routing import QuietHours, parse_duration
+from orderwatch._store._url import url_problem
 from orderwatch._summary import SummarySchedule, summary_template_problem
 
 __all__ = [
@@ -240,8 +242,54 @@ class PollSettings(_Section):
         return floor_budget(units, self.interval)
 
 
+def _state_url(url: SecretStr) -> SecretStr:
+    problem = url_problem(url.get_secret_value())
+    if problem:
+        raise PydanticCustomError("state_url", problem)
+    return url
+
+
 class StateSettings(_Section):
+    """A SQLite file (``path``, the default) or a PostgreSQL database (``url``), not both."""
+
     path: Path = Field(default_factory=default_state_path)
+    # A secret: the URL may carry the database password (or name it: "credential:NAME").
+    url: Annotated[Secret, AfterValidator(_state_url)] | None = None
+
+    @model_validator(mode="after")
+    def _one_store(self) -> StateSettings:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise PydanticCustomError(
+                "state",
+                "state.path and state.url are both set: choose one (path: a SQLite "
+                "file; url: a PostgreSQL database)",
+            )
+        return self
+
+    @property
+    def location(self) -> Path | str:
+        """What :func:`~orderwatch._store.open_store` opens: the URL, else the path."""
+        return self.path if self.url is None else self.url.get_secret_value()
+
+
+def _default_instance() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class HaSettings(_Section):
+    """Instances sharing one PostgreSQL database: this one's name, and the leader's lease."""
+
+    instance: str = Field(default_factory=_default_instance, min_length=1)
+    lease: Duration = 15.0
+
+    @field_validator("lease")
+    @classmethod
+    def _long_enough(cls, lease: float) -> float:
+        if lease < 2.0:
+            raise PydanticCustomError(
+                "lease", "must be at least 2s (the leader renews it every third of it)"
+            )
+        return lease
 
 
 class MetricsSettings(_Section):
@@ -505,6 +553,7 @@ class Settings(BaseSettings):
     api: ApiSettings
     poll: PollSettings = Field(default_factory=PollSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    ha: HaSettings = Field(default_factory=HaSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
