@@ -4,6 +4,7 @@ period across a restart."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from orderwatch._dispatch import Dispatcher
 from orderwatch._settings import Settings
 from orderwatch._sinks import Destination
 from orderwatch._store import Store, open_store
+
+from .conftest import round_trips
 
 pytestmark = pytest.mark.anyio
 
@@ -105,3 +108,46 @@ async def test_a_summary_is_committed_once_per_period_across_restarts(tmp_path: 
     assert delivery.stored.event.note is not None
     assert delivery.stored.event.note.title.startswith("Daily summary to Mon 05 Jan 09:00")
     store.close()
+
+
+async def test_the_consoles_store_work_runs_off_the_event_loop_on_postgresql(
+    postgres_url: str,
+) -> None:
+    """Notices, the watcher's state and summaries are read and committed in the store's worker
+    thread; what was committed is announced (the courier woken) on the event loop."""
+    clock = Clock(1_767_589_200.0)  # 2026-01-05 08:00 Moscow; summaries at 09:00
+    config = settings(
+        watcher_after="1m",
+        summaries=[{"route": "ops", "every": "day", "at": "09:00", "timezone": "Europe/Moscow"}],
+    )
+    store = open_store(postgres_url)
+    loop = threading.current_thread()
+    announced_on: list[bool] = []
+    dispatch = Dispatcher(
+        store,
+        DESTINATIONS,
+        on_committed=lambda _: announced_on.append(threading.current_thread() is loop),
+    )
+    watcher = Console(store, config, DESTINATIONS, dispatch, clock=clock)
+    blocking = round_trips(store)
+    await watcher.tick()  # the summaries' clock starts
+    await watcher.poll_outcome("the Orders API answers with errors: HTTP 503")
+    await watcher.delivery_outcome(DESTINATIONS[0], "HTTP 500")
+    clock.now += 2 * 3600  # 10:00: the summary and both outages' notices are due
+    await watcher.tick()
+    await watcher.poll_outcome(None)
+    console_round_trips = list(blocking)  # the test's own reads below are not the console's
+    cases = sorted(case for _, case, _ in notices(store))
+    store.close()
+    assert cases == [
+        "api_recovered",
+        "api_recovered",
+        "api_unreachable",
+        "api_unreachable",
+        "destination_failing",
+        "summary",
+    ]
+    assert console_round_trips
+    assert not any(console_round_trips)
+    assert announced_on
+    assert all(announced_on)
