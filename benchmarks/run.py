@@ -319,36 +319,83 @@ def table(rows: list[dict[str, object]], columns: list[str]) -> str:
 def ingest_backends(
     args: argparse.Namespace, scale: float, run: Callable[[str, Callable[[], object]], object]
 ) -> int:
-    """Ingest with the state in SQLite and, beside it in the same run, in PostgreSQL."""
-    rows = []
-    for postgres in (None, *([args.postgres] if args.postgres else [])):
-        for share, label in ((0.0, "unchanged"), (0.1, "10% changed")):
-            backend = "sqlite" if postgres is None else "postgresql"
-            rows.append(
-                run(
-                    f"ingest, {label}, {backend}",
+    """Ingest with the state in SQLite and, beside it in the same run, in PostgreSQL:
+    ``--repeat`` rounds, the backends taking turns within each round (a machine busy with
+    other work slows both alike); the median of each figure, with its range."""
+    runs: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for round_ in range(args.repeat):
+        for postgres in (None, *([args.postgres] if args.postgres else [])):
+            for share, label in ((0.0, "unchanged"), (0.1, "10% changed")):
+                backend = "sqlite" if postgres is None else "postgresql"
+                row = run(
+                    f"ingest, {label}, {backend} ({round_ + 1}/{args.repeat})",
                     lambda share=share, postgres=postgres: ingest(
                         int(20_000 * scale), share, seed=3, postgres=postgres
                     ),
                 )
+                runs.setdefault((backend, label), []).append(row)  # type: ignore[arg-type]
+    rows = [summary(backend, label, found) for (backend, label), found in runs.items()]
+    for row in rows:  # PostgreSQL's rate against SQLite's in the same round, round by round
+        if row["backend"] == "postgresql":
+            key = rate_key(str(row["load"]))
+            ratios = sorted(
+                float(pg[key]) / float(lite[key])  # type: ignore[arg-type]
+                for pg, lite in zip(
+                    runs[("postgresql", str(row["load"]))],
+                    runs[("sqlite", str(row["load"]))],
+                    strict=True,
+                )
             )
-    args.output.write_text(json.dumps({"ingest_backends": rows}, indent=2) + "\n")
-    print("\n## Ingest by backend (target: PostgreSQL >= half of SQLite's rate)\n")
+            row["of_sqlite"] = (
+                f"{statistics.median(ratios):.0%} ({ratios[0]:.0%} to {ratios[-1]:.0%})"
+            )
+    args.output.write_text(
+        json.dumps({"ingest_backends": rows, "runs": list(runs.values())}, indent=2) + "\n"
+    )
+    print(
+        f"\n## Ingest by backend, median of {args.repeat} (target: PostgreSQL >= half of SQLite)\n"
+    )
     print(
         table(
-            rows,  # type: ignore[arg-type]
+            rows,
             [
                 "backend",
+                "load",
                 "orders",
                 "transitions",
-                "cpu_seconds",
                 "wall_seconds",
-                "orders_per_second_wall",
-                "changes_per_second_wall",
+                "rate",
+                "range",
+                "of_sqlite",
+                "cpu_seconds",
             ],
         )
     )
     return 0
+
+
+def rate_key(label: str) -> str:
+    """What a load is measured by: unchanged orders, or persisted changes, a second."""
+    return "orders_per_second_wall" if label == "unchanged" else "changes_per_second_wall"
+
+
+def summary(backend: str, label: str, found: list[dict[str, object]]) -> dict[str, object]:
+    """The median of ``found`` runs of one backend and load: unchanged orders a second, or
+    persisted changes a second (wall clock), with the slowest and fastest run."""
+    key = rate_key(label)
+    rates = sorted(float(r[key]) for r in found)  # type: ignore[arg-type]
+    return {
+        "backend": backend,
+        "load": label,
+        "orders": found[0]["orders"],
+        "transitions": found[0]["transitions"],
+        "wall_seconds": statistics.median(float(r["wall_seconds"]) for r in found),  # type: ignore[arg-type]
+        "cpu_seconds": statistics.median(float(r["cpu_seconds"]) for r in found),  # type: ignore[arg-type]
+        "rate": statistics.median(rates),
+        "range": f"{rates[0]:,.0f} to {rates[-1]:,.0f}",
+        "runs": len(found),
+        "of_sqlite": "",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure ingest with the state on this PostgreSQL server (a schema of its own)",
     )
     parser.add_argument("--only-ingest", action="store_true", help="measure ingest only")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of ingest by backend (medians reported)"
+    )
     args = parser.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
     results: dict[str, object] = {"python": sys.version.split()[0], "quick": args.quick}
