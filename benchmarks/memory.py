@@ -1,7 +1,7 @@
 """Peak RSS of the daemon's poller with 100,000 open orders tracked and 1,000,000 final orders in
 the state file. Run as its own process, so that ru_maxrss is the poller's alone:
 
-    .venv/bin/python benchmarks/memory.py [--open N] [--final N]
+    .venv/bin/python benchmarks/memory.py [--open N] [--final N] [--runs 3]
 
 The state file is filled directly (a first sync of 1.1 million orders would take minutes and is
 measured by the cold-start figure); then one ordinary cycle runs against ``orderwatch sandbox``
@@ -23,7 +23,7 @@ from pathlib import Path
 import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import HOOK, NO_RETRY, api_settings, sandbox_process
+from run import HOOK, NO_RETRY, api_settings, sandbox_process, summarise
 
 from orderwatch._client import OrdersApi
 from orderwatch._dispatch import Dispatcher
@@ -67,6 +67,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--open", type=int, default=100_000)
     parser.add_argument("--final", type=int, default=1_000_000)
+    parser.add_argument(
+        "--runs", type=int, default=3, help="cycles measured, each in a fresh process"
+    )
     parser.add_argument("--fill", type=Path, help=argparse.SUPPRESS)  # child: write the state
     parser.add_argument("--cycle", type=Path, help=argparse.SUPPRESS)  # child: measure a cycle
     args = parser.parse_args()
@@ -84,12 +87,15 @@ def main() -> int:
         path = Path(tmp) / "state.db"
         me = [sys.executable, __file__, "--open", str(args.open), "--final", str(args.final)]
         subprocess.run([*me, "--fill", str(path)], check=True)
-        measured = subprocess.run(
-            [*me, "--cycle", str(path)], check=True, capture_output=True, text=True
-        )
+        runs = []
+        for _ in range(args.runs):
+            measured = subprocess.run(
+                [*me, "--cycle", str(path)], check=True, capture_output=True, text=True
+            )
+            runs.append(json.loads(measured.stdout.strip().splitlines()[-1]))
         size = path.stat().st_size
     figures = {"open": args.open, "final": args.final, "state_file_mb": round(size / 2**20, 1)}
-    print(json.dumps({**figures, **json.loads(measured.stdout.strip().splitlines()[-1])}))
+    print(json.dumps({**figures, **summarise(runs)}))
     return 0
 
 

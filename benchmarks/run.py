@@ -8,8 +8,15 @@
    answers recorded beforehand), unchanged and with 10 % of the orders changed (each change
    persisted with its outbox row).
 
+Every figure is the median of ``--runs`` runs (different seeds where a seed matters) with its
+spread, min-max: the machines are shared and one run means little. Each throughput comes with
+a baseline measured in the same run, on the same pages, and the ratio of the two: the bare HTTP
+client walking the same list at the same rate (cold start) and the bare HTTP client plus JSON
+parsing of the same recorded pages (ingest), which is what orderwatch cannot go below. A
+regression moves the ratio; a noisy neighbour moves both.
+
 Detection latency and idle CPU need the daemon in a process of its own: ``service.py``; peak
-memory: ``memory.py``.
+memory: ``memory.py``; the request budget's simulated day: ``day.py``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from orderwatch._dispatch import Dispatcher
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE
 from orderwatch._poller import Poller
+from orderwatch._ratelimit import RateLimiter
 from orderwatch._sandbox import Sandbox, SandboxApp, World
 from orderwatch._settings import ApiSettings
 from orderwatch._sinks import Destination
@@ -184,6 +192,32 @@ def sandbox_process(orders: int, seed: int, open_orders: int = 50) -> Iterator[s
         proc.wait(timeout=10)
 
 
+async def bare_walk(url: str, pages: int, max_rps: float, concurrency: int = 4) -> float:
+    """Baseline: the bare HTTP client fetching pages 1..``pages`` at ``max_rps``,
+    ``concurrency`` at a time, reading each body as JSON. Seconds."""
+    async with httpx.AsyncClient(base_url=url) as client:
+        token = (
+            await client.post(
+                "/connect/token",
+                data={"grant_type": "client_credentials", "client_id": "sandbox",
+                      "client_secret": "sandbox-secret"},
+            )
+        ).json()["access_token"]  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}"}
+        limiter, slots = RateLimiter(max_rps), anyio.CapacityLimiter(concurrency)
+
+        async def fetch(number: int) -> None:
+            async with slots:
+                await limiter.acquire()
+                json.loads((await client.get(f"/v1/orders?page={number}", headers=headers)).content)
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            for number in range(1, pages + 1):
+                group.start_soon(fetch, number)
+        return time.perf_counter() - started
+
+
 async def cold_start(orders: int, max_rps: float, seed: int) -> dict[str, object]:
     pages = math.ceil(orders / PAGE_SIZE)
     with sandbox_process(orders, seed) as url, tempfile.TemporaryDirectory() as tmp:
@@ -194,6 +228,7 @@ async def cold_start(orders: int, max_rps: float, seed: int) -> dict[str, object
             report = await poller.cycle()
             seconds = time.perf_counter() - started
         store.close()
+        baseline = await bare_walk(url, pages, max_rps)
     return {
         "orders": orders,
         "pages": pages,
@@ -202,6 +237,8 @@ async def cold_start(orders: int, max_rps: float, seed: int) -> dict[str, object
         "seconds": seconds,
         "budget_seconds": pages / max_rps,
         "ratio_to_budget": seconds / (pages / max_rps),
+        "bare_client_seconds": baseline,
+        "ratio_to_bare_client": seconds / baseline,
     }
 
 
@@ -283,6 +320,7 @@ async def ingest(
             cpu = time.process_time() - started
             wall = time.perf_counter() - wall
         store.close()
+    baseline = await bare_ingest(replay, pages + 1)
     return {
         "backend": "sqlite" if postgres is None else "postgresql",
         "orders": orders,
@@ -292,9 +330,30 @@ async def ingest(
         "wall_seconds": wall,
         "orders_per_second": orders / cpu,
         "changes_per_second": (report.transitions / cpu) if report.transitions else None,
+        "bare_client_orders_per_second": orders / baseline,
+        "ratio_to_bare_client": (orders / cpu) / (orders / baseline),
         "orders_per_second_wall": orders / wall,
         "changes_per_second_wall": (report.transitions / wall) if report.transitions else None,
     }
+
+
+async def bare_ingest(replay: Replay, pages: int, concurrency: int = 4) -> float:
+    """Baseline: the bare HTTP client and JSON parsing of the same recorded pages, on the same
+    transport, ``concurrency`` at a time. CPU seconds."""
+    slots = anyio.CapacityLimiter(concurrency)
+    async with httpx.AsyncClient(
+        transport=replay.transport, base_url="http://127.0.0.1:9"
+    ) as client:
+
+        async def fetch(number: int) -> None:
+            async with slots:
+                json.loads((await client.get(f"/v1/orders?page={number}")).content)
+
+        started = time.process_time()
+        async with anyio.create_task_group() as group:
+            for number in range(1, pages + 1):
+                group.start_soon(fetch, number)
+        return time.process_time() - started
 
 
 SCENARIOS = {
@@ -306,102 +365,76 @@ SCENARIOS = {
 }
 
 
-def table(rows: list[dict[str, object]], columns: list[str]) -> str:
-    def cell(v: object) -> str:
-        return f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+def spread(values: list[float]) -> dict[str, float]:
+    """The median of several runs and their min-max."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
+
+def summarise(runs: list[dict[str, object]]) -> dict[str, object]:
+    """One row from several runs of the same figure: numbers as their spread, the rest as is."""
+    row: dict[str, object] = {"runs": len(runs)}
+    for key, first in runs[0].items():
+        values = [r[key] for r in runs]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        constant = all(v == first for v in values)
+        row[key] = spread([float(v) for v in values]) if numeric and not constant else first  # type: ignore[arg-type]
+    return row
+
+
+def cell(value: object) -> str:
+    def number(v: float) -> str:
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.2f}"
+
+    if isinstance(value, dict):
+        return f"{number(value['median'])} ({number(value['min'])}-{number(value['max'])})"
+    if isinstance(value, float):
+        return number(value)
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def table(rows: list[dict[str, object]], columns: list[str]) -> str:
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
     return (
         head + "\n" + "\n".join("| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows)
     )
 
 
-def ingest_backends(
-    args: argparse.Namespace, scale: float, run: Callable[[str, Callable[[], object]], object]
-) -> int:
+def ingest_backends(args: argparse.Namespace, scale: float) -> int:
     """Ingest with the state in SQLite and, beside it in the same run, in PostgreSQL:
-    ``--repeat`` rounds, the backends taking turns within each round (a machine busy with
-    other work slows both alike); the median of each figure, with its range."""
+    ``--runs`` rounds, the backends taking turns within each round (a machine busy with other
+    work slows both alike); each figure as its median and spread, and PostgreSQL's rate over
+    SQLite's in the same round, round by round."""
     runs: dict[tuple[str, str], list[dict[str, object]]] = {}
-    for round_ in range(args.repeat):
+    for i in range(args.runs):
         for postgres in (None, *([args.postgres] if args.postgres else [])):
-            for share, label in ((0.0, "unchanged"), (0.1, "10% changed")):
+            for share, load in ((0.0, "unchanged"), (0.1, "10% changed")):
                 backend = "sqlite" if postgres is None else "postgresql"
-                row = run(
-                    f"ingest, {label}, {backend} ({round_ + 1}/{args.repeat})",
-                    lambda share=share, postgres=postgres: ingest(
-                        int(20_000 * scale), share, seed=3, postgres=postgres
-                    ),
-                )
-                runs.setdefault((backend, label), []).append(row)  # type: ignore[arg-type]
-    rows = [summary(backend, label, found) for (backend, label), found in runs.items()]
-    for row in rows:  # PostgreSQL's rate against SQLite's in the same round, round by round
-        if row["backend"] == "postgresql":
-            key = rate_key(str(row["load"]))
-            ratios = sorted(
-                float(pg[key]) / float(lite[key])  # type: ignore[arg-type]
-                for pg, lite in zip(
-                    runs[("postgresql", str(row["load"]))],
-                    runs[("sqlite", str(row["load"]))],
-                    strict=True,
-                )
+                print(f"… ingest, {load}, {backend}, run {i + 1} of {args.runs}", file=sys.stderr)
+                row = anyio.run(ingest, int(20_000 * scale), share, 3, postgres)
+                runs.setdefault((backend, load), []).append({"load": load, **row})
+    rows = []
+    for (backend, load), found in runs.items():
+        key = "orders_per_second_wall" if load == "unchanged" else "changes_per_second_wall"
+        row = summarise(found)
+        row["rate"] = row[key]
+        if backend == "postgresql":
+            lite = runs[("sqlite", load)]
+            row["of_sqlite"] = spread(
+                [float(pg[key]) / float(sq[key]) for pg, sq in zip(found, lite, strict=True)]  # type: ignore[arg-type]
             )
-            row["of_sqlite"] = (
-                f"{statistics.median(ratios):.0%} ({ratios[0]:.0%} to {ratios[-1]:.0%})"
-            )
-    args.output.write_text(
-        json.dumps({"ingest_backends": rows, "runs": list(runs.values())}, indent=2) + "\n"
-    )
-    print(
-        f"\n## Ingest by backend, median of {args.repeat} (target: PostgreSQL >= half of SQLite)\n"
-    )
-    print(
-        table(
-            rows,
-            [
-                "backend",
-                "load",
-                "orders",
-                "transitions",
-                "wall_seconds",
-                "rate",
-                "range",
-                "of_sqlite",
-                "cpu_seconds",
-            ],
-        )
-    )
+        rows.append(row)
+    args.output.write_text(json.dumps({"ingest_backends": rows}, indent=2) + "\n")
+    print(f"\n## Ingest by backend (target: PostgreSQL >= half of SQLite), {args.runs} runs\n")
+    columns = ["backend", "load", "orders", "transitions", "wall_seconds", "rate", "of_sqlite"]
+    print(table([{"of_sqlite": "", **row} for row in rows], [*columns, "cpu_seconds"]))
     return 0
-
-
-def rate_key(label: str) -> str:
-    """What a load is measured by: unchanged orders, or persisted changes, a second."""
-    return "orders_per_second_wall" if label == "unchanged" else "changes_per_second_wall"
-
-
-def summary(backend: str, label: str, found: list[dict[str, object]]) -> dict[str, object]:
-    """The median of ``found`` runs of one backend and load: unchanged orders a second, or
-    persisted changes a second (wall clock), with the slowest and fastest run."""
-    key = rate_key(label)
-    rates = sorted(float(r[key]) for r in found)  # type: ignore[arg-type]
-    return {
-        "backend": backend,
-        "load": label,
-        "orders": found[0]["orders"],
-        "transitions": found[0]["transitions"],
-        "wall_seconds": statistics.median(float(r["wall_seconds"]) for r in found),  # type: ignore[arg-type]
-        "cpu_seconds": statistics.median(float(r["cpu_seconds"]) for r in found),  # type: ignore[arg-type]
-        "rate": statistics.median(rates),
-        "range": f"{rates[0]:,.0f} to {rates[-1]:,.0f}",
-        "runs": len(found),
-        "of_sqlite": "",
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--cycles", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5, help="runs of each figure (median, min-max)")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
     parser.add_argument(
         "--postgres",
@@ -409,82 +442,52 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure ingest with the state on this PostgreSQL server (a schema of its own)",
     )
     parser.add_argument("--only-ingest", action="store_true", help="measure ingest only")
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="rounds of ingest by backend (medians reported)"
-    )
     args = parser.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
-    results: dict[str, object] = {"python": sys.version.split()[0], "quick": args.quick}
+    results: dict[str, object] = {
+        "python": sys.version.split()[0], "quick": args.quick, "runs": args.runs
+    }  # fmt: skip
 
-    def run(label: str, job: Callable[[], object]) -> object:
-        print(f"… {label}", file=sys.stderr, flush=True)
-        return anyio.run(job)  # type: ignore[arg-type]
+    def run(label: str, job: Callable[[int], object]) -> dict[str, object]:
+        """``job(run)`` ``--runs`` times, as one row of medians and spreads."""
+        rows = []
+        for i in range(args.runs):
+            print(f"… {label}, run {i + 1} of {args.runs}", file=sys.stderr, flush=True)
+            rows.append(anyio.run(job, i))  # type: ignore[arg-type]
+        return summarise(rows)  # type: ignore[arg-type]
 
     if args.only_ingest:
-        return ingest_backends(args, scale, run)
+        return ingest_backends(args, scale)
     requests = []
     for label, s in SCENARIOS.items():
         sized = Scenario(**{**s.__dict__, "orders": int(s.orders * scale)})
-        row = run(label, lambda sized=sized: requests_scenario(sized, args.cycles, seed=7))
-        requests.append({"scenario": label, **{k: v for k, v in row.items() if k != "scenario"}})  # type: ignore[union-attr]
+        row = run(label, lambda i, sized=sized: requests_scenario(sized, args.cycles, seed=7 + i))
+        requests.append({**row, "scenario": label})
     results["requests_per_cycle"] = requests
     results["cold_start"] = [
-        run("cold start", lambda: cold_start(int(100_000 * scale), 500.0, seed=9))
+        run("cold start", lambda i: cold_start(int(100_000 * scale), 500.0, seed=9 + i))
     ]
     results["ingest"] = [
-        run("ingest, unchanged", lambda: ingest(int(20_000 * scale), 0.0, seed=3)),
-        run("ingest, 10% changed", lambda: ingest(int(20_000 * scale), 0.1, seed=3)),
+        run("ingest, unchanged", lambda i: ingest(int(20_000 * scale), 0.0, seed=3 + i)),
+        run("ingest, 10% changed", lambda i: ingest(int(20_000 * scale), 0.1, seed=3 + i)),
     ]
     args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nEach figure: the median of {args.runs} runs (min-max).")
     print("\n## Requests per cycle (target: <= 1.1 x the lower bound)\n")
-    print(
-        table(
-            requests,
-            [
-                "scenario",
-                "orders",
-                "open",
-                "lower_bound",
-                "orderwatch",
-                "ratio_mean",
-                "ratio_max",
-                "status_all",
-                "walk_all",
-            ],
-        )
-    )
+    print(table(requests, ["scenario", "orders", "open", "lower_bound", "orderwatch",
+                           "ratio_mean", "ratio_max", "status_all", "walk_all"]))  # fmt: skip
     print("\n## Cold start (target: <= 1.1 x pages / max_rps)\n")
-    print(
-        table(
-            results["cold_start"],
-            [
-                "orders",
-                "pages",
-                "max_rps",
-                "requests",
-                "seconds",
-                "budget_seconds",
-                "ratio_to_budget",
-            ],
-        )
-    )  # type: ignore[arg-type]
+    print(table(results["cold_start"], ["orders", "pages", "max_rps", "requests", "seconds",
+                                        "budget_seconds", "ratio_to_budget",
+                                        "bare_client_seconds", "ratio_to_bare_client"]))  # type: ignore[arg-type]  # fmt: skip
     print(
         "\n## Ingest on one core (targets: >= 50,000 unchanged orders/s, "
         ">= 5,000 persisted changes/s)\n"
     )
-    print(
-        table(
-            results["ingest"],
-            [
-                "orders",
-                "changed",
-                "transitions",
-                "cpu_seconds",
-                "orders_per_second",
-                "changes_per_second",
-            ],
-        )
-    )  # type: ignore[arg-type]
+    print(table(results["ingest"], ["orders", "changed", "transitions", "cpu_seconds",
+                                    "orders_per_second", "changes_per_second",
+                                    "bare_client_orders_per_second",
+                                    "ratio_to_bare_client"]))  # type: ignore[arg-type]  # fmt: skip
     print(f"\nwritten to {args.output}", file=sys.stderr)
     return 0
 

@@ -1,7 +1,10 @@
 """Figures that need the daemon as users run it (a subprocess): detection latency and idle CPU.
 
 .venv/bin/python benchmarks/service.py latency [--changes 20] [--interval 5] [--max-rps 20]
-.venv/bin/python benchmarks/service.py idle [--seconds 300]
+.venv/bin/python benchmarks/service.py latency --runs 3  # (every command takes --runs)
+.venv/bin/python benchmarks/service.py idle [--seconds 300] [--runs 3]
+
+Each figure is the median of ``--runs`` runs with its min-max (``run.py``'s ``summarise``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from run import summarise
 
 from orderwatch._models import PAGE_SIZE
 from orderwatch._sandbox import Sandbox, World
@@ -152,13 +158,15 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--max-rps", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    result = (
+    runs = [
         latency(args.changes, args.interval, args.max_rps)
         if args.what == "latency"
         else idle(args.seconds)
-    )
-    print(json.dumps(result))
+        for _ in range(args.runs)
+    ]
+    print(json.dumps(summarise(runs)))
     return 0
 
 

@@ -56,7 +56,10 @@ def proof(*, on: bool) -> Iterator[None]:
     async def skip(*_: object, **__: object) -> bool:
         return True
 
-    with mock.patch.object(Poller, "_close_gaps", skip):
+    with (
+        mock.patch.object(Poller, "_close_gaps", skip),
+        mock.patch.object(Poller, "_probe_if_unproven", skip),
+    ):
         yield
 
 

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import settings
 
@@ -160,6 +161,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str =
     pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
+async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """In async tests: poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
+    with anyio.move_on_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.05)
+        return
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
 def sandbox_api(sandbox: Sandbox, **extra: object) -> dict[str, object]:
     """The ``[api]`` section for ``sandbox``: its URL and credentials, a generous budget."""
     return {
@@ -288,6 +298,39 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path], Daemon]]:
     yield make
     for daemon in started:
         daemon.stop_quietly()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's ``chromium`` and ``chromium-driver``) driven by Selenium.
+
+    Nothing downloads a browser: the driver is named explicitly, and Selenium Manager is told
+    to stay offline. Skipped with a reason where they are missing, failed under CI."""
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not Path(path).exists():
+            tool(path, package)  # skips, or fails under ORDERWATCH_REQUIRE_TOOLS
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        if os.environ.get("ORDERWATCH_REQUIRE_TOOLS"):
+            pytest.fail("selenium is required (ORDERWATCH_REQUIRE_TOOLS is set) but not installed")
+        pytest.skip("selenium is not installed (pip install -e '.[test]')")
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a driver or browser
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 class NotifySocket:

@@ -94,3 +94,44 @@ def test_a_webhook_shows_the_payload_it_would_be_posted() -> None:
 def test_no_destination_is_reported_as_nobody_receiving_it() -> None:
     report = explain(settings(), status="Delivered", previous="Payed", kind="status_changed")
     assert report.splitlines()[-1] == "0 destination(s) would receive it; nothing was sent."
+
+
+def test_a_watcher_notice_goes_to_routes_that_take_it_and_never_in_a_digest() -> None:
+    report = explain(
+        settings(
+            routes=[
+                {"name": "ops", "urls": ["json://example.com/ops"], "statuses": ["Cancelled"]},
+                {"name": "orders", "urls": ["json://example.com/o"], "events": ["created"]},
+            ],
+            webhooks=[{"name": "erp", "url": "https://erp.test/h", "secret": SECRET}],
+        ),
+        status="Created",
+        previous=None,
+        kind="watcher",
+    )
+    lines = report.splitlines()
+    assert lines[0] == "A watcher notice (a sample: api_unreachable):"
+    assert "+ route ops (json://example.com/ops): receives it" in lines
+    assert "    sent after 10s, alone, never in a digest" in lines
+    assert "    title: orderwatch cannot see the Orders API" in lines
+    assert "- route orders (json://example.com/o): not matched" in lines
+    assert webhook_body(report)["type"] == "watcher.api_unreachable"
+
+
+def test_a_summary_goes_to_the_route_its_summary_names_only() -> None:
+    report = explain(
+        settings(
+            routes=[
+                {"name": "ops", "urls": ["json://example.com/ops"], "events": ["stuck"]},
+                {"name": "chat", "urls": ["json://example.com/chat"]},
+            ],
+            summaries=[{"route": "ops", "at": "09:00"}],
+        ),
+        status="Created",
+        previous=None,
+        kind="summary",
+    )
+    assert "+ route ops (json://example.com/ops): receives it" in report
+    assert "    title: Daily summary to " in report
+    assert "- route chat (json://example.com/chat): not matched" in report
+    assert report.endswith("1 destination(s) would receive it; nothing was sent.")

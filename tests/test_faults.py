@@ -152,7 +152,7 @@ def test_a_first_sync_against_a_busy_flaky_api_learns_every_order(
     """Issue 10 as a user met it: a new order at the head every 100 ms while one request in ten
     fails and one in thirty is dropped, four pages in flight. Once the API is quiet, the
     per-status gauges equal the API's own counts: no order was skipped by the walk."""
-    world = World(seed=12, orders=1500, open_orders=40, arrival_rate=1.0, move_rate=0.0)
+    world = World(seed=12, orders=800, open_orders=40, arrival_rate=1.0, move_rate=0.0)
     with Sandbox(world, fault_seed=9) as sandbox:
         sandbox.faults = Faults(errors=0.1, resets=1 / 30)
         sandbox.tick_every(0.1)

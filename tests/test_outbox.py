@@ -12,13 +12,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from orderwatch._detect import NewOrder, Transition, events_for
+from orderwatch._detect import Event, NewOrder, Note, Transition, events_for
 from orderwatch._dispatch import DisabledWebhooks
 from orderwatch._messages import MessageTemplates
 from orderwatch._metrics import Metrics
 from orderwatch._models import Order
 from orderwatch._outbox import Courier, due_batch, retry_delay
 from orderwatch._routing import RoutePolicy
+from orderwatch._silences import Silence
 from orderwatch._sinks import Destination
 from orderwatch._store import Store, Target, open_store
 from orderwatch._webhooks import SendOutcome
@@ -411,3 +412,32 @@ async def test_on_a_shared_database_no_round_trip_of_the_courier_blocks_the_even
     assert not any(blocking)
     watcher.close()
     store.close()
+
+
+async def test_a_watcher_notice_goes_alone_and_the_burst_beside_it_still_becomes_a_digest(
+    tmp_path: Path,
+) -> None:
+    store, courier, sender, clock, _, _ = make(tmp_path, [DIGESTING])
+    seed(store, list(range(1, 11)), clock.now, [Target("ops", "a", clock.now)])
+    text = Note("api_recovered", "orderwatch sees the Orders API again", "It was blind for 6m.")
+    notice = Event.about("watcher", text, clock.now)
+    store.record_notes([(notice, [Target("ops", "a", clock.now)])], meta={})
+    async with delivering(courier):
+        await until(lambda: len(sender.sent) == 2, "the notice and the digest")
+    assert sender.titles("a") == ["orderwatch sees the Orders API again", "10 new orders"]
+    assert sender.sent[0][2] == "It was blind for 6m."
+
+
+async def test_a_silence_records_route_deliveries_as_silenced_but_never_holds_back_webhooks(
+    tmp_path: Path,
+) -> None:
+    store, courier, sender, clock, metrics, webhooks = make(tmp_path)
+    store.add_silence(Silence(id=0, ends_at=clock.now + 3600, statuses=frozenset({"Created"})))
+    seed(store, [1], clock.now, [Target("ops", "a", clock.now), Target("erp", "w", clock.now)])
+    async with delivering(courier):
+        await until(lambda: len(webhooks.sent) == 1, "the webhook's post")
+        await until(lambda: store.queue_counts()["pending"] == 0, "the route's delivery settled")
+    assert sender.sent == []
+    assert counter(metrics, "ops", "silenced") == 1
+    assert counter(metrics, "erp", "silenced") == 0
+    assert store.silenced_count() == 1

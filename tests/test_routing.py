@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orderwatch._detect import Event, KnownOrder
+from orderwatch._detect import Event, EventKind, KnownOrder, Note
 from orderwatch._models import Order
 from orderwatch._routing import (
     Filters,
@@ -17,6 +17,7 @@ from orderwatch._routing import (
     plan_delivery,
     recipients,
     sends_as_digest,
+    sent_alone,
 )
 from orderwatch._stuck import StuckRule, stuck_events
 
@@ -155,9 +156,14 @@ def test_a_webhook_never_gets_a_digest() -> None:
 
 
 class Dest:
-    def __init__(self, key: str, statuses: set[str] | None = None) -> None:
-        self.key = key
-        self.filters = Filters(statuses=None if statuses is None else frozenset(statuses))
+    def __init__(
+        self, key: str, statuses: set[str] | None = None, events: set[EventKind] | None = None
+    ) -> None:
+        self.key = self.route = key
+        self.filters = Filters(
+            statuses=None if statuses is None else frozenset(statuses),
+            events=None if events is None else frozenset(events),
+        )
 
     def accepts(self, event: Event) -> bool:
         return self.filters.accepts(event.kind, event.order.status, event.previous_status)
@@ -198,3 +204,33 @@ def test_a_resolution_also_goes_to_whoever_got_the_stuck_alert_whatever_its_filt
     plain = moved("Delivered", resolves_stuck=False)
     assert recipients(plain, destinations, disabled=(), alerted={"stuck"}) == [ops]
     assert recipients(resolution, destinations, disabled={"stuck"}, alerted={"stuck"}) == [ops]
+
+
+def note(kind: EventKind, about: str | None = None) -> Event:
+    return Event.about(kind, Note("case", "title", "body", {}, about), 10.0)
+
+
+def test_watcher_notices_pass_status_filters_but_not_event_filters() -> None:
+    everything, cancelled_only = Dest("ops"), Dest("c", {"Cancelled"})
+    orders_only = Dest("o", events={"created", "status_changed"})
+    destinations = [everything, cancelled_only, orders_only]
+    chosen = recipients(note("watcher"), destinations, disabled=(), alerted=())
+    assert chosen == [everything, cancelled_only]
+
+
+def test_a_failing_destination_s_notice_goes_to_every_other_one() -> None:
+    ops, chat, hook = Dest("ops"), Dest("chat"), Dest("hook")
+    notice = note("watcher", about="chat")
+    assert recipients(notice, [ops, chat, hook], disabled=(), alerted=()) == [ops, hook]
+
+
+def test_a_summary_goes_to_its_own_route_alone_whatever_its_filters() -> None:
+    ops, chat = Dest("ops", {"Cancelled"}, {"stuck"}), Dest("chat")
+    summary = note("summary", about="ops")
+    assert recipients(summary, [ops, chat], disabled=(), alerted=()) == [ops]
+
+
+def test_notices_and_summaries_are_sent_alone_and_order_events_may_share_a_digest() -> None:
+    assert sent_alone(note("watcher"))
+    assert sent_alone(note("summary", about="ops"))
+    assert not sent_alone(moved("Delivered", resolves_stuck=True))

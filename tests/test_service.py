@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import socket
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -27,20 +26,11 @@ from orderwatch._store import open_store
 from orderwatch._systemd import SystemdNotifier
 from orderwatch._webhooks import TIMEOUT as WEBHOOK_TIMEOUT
 
-from .conftest import Receiver, sandbox_api, write_config
+from .conftest import Receiver, eventually, sandbox_api, write_config
 
 ROOT = Path(__file__).parent.parent
 
 pytestmark = pytest.mark.anyio
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
-    with anyio.move_on_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.05)
-        return
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def config(tmp_path: Path, sandbox: Sandbox, receiver: Receiver, **route: object) -> Path:

@@ -391,6 +391,10 @@ def test_routes_webhooks_and_stuck_alerts_load(tmp_path: Path) -> None:
             ("digest_threshold = 10", "digest_threshold = 0"),
             "notify.routes[0].digest_threshold: must be >= 1",
         ),
+        (
+            ('statuses = ["Cancelled"]', 'events = ["summary"]'),
+            "notify.webhooks[0].events: a summary goes to the route [[notify.summaries]] names",
+        ),
     ],
 )
 def test_notification_settings_errors_name_their_key(
@@ -431,6 +435,45 @@ def test_poll_intervals_take_durations_and_min_interval_stays_below_interval(
         tmp_path,
         VALID.replace('client_id = "my-client"', 'client_id = "my-client"\nconcurrency = 0'),
     )
+
+
+@pytest.mark.parametrize(
+    ("written", "per_hour"),
+    [
+        ('"1200/h"', 1200.0),
+        ('"20/min"', 1200.0),
+        ('"1/s"', 3600.0),
+        ('"4800/d"', 200.0),
+        ("900", 900.0),
+    ],
+)
+def test_a_request_budget_is_read_per_hour(tmp_path: Path, written: str, per_hour: float) -> None:
+    text = VALID.replace("interval = 15", f'interval = "5m"\nbudget = {written}')
+    assert load_settings(write(tmp_path, text)).poll.budget == per_hour
+
+
+def test_without_a_budget_there_is_none(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, VALID)).poll.budget is None
+
+
+@pytest.mark.parametrize(
+    ("written", "problem"),
+    [
+        ('"lots"', 'poll.budget: must be requests per time, like "1200/h" or "20/min"'),
+        ('"12/fortnight"', 'poll.budget: must be requests per time, like "1200/h" or "20/min"'),
+        ("0", "poll.budget: must be > 0"),
+        (
+            '"10/h"',
+            (
+                "poll.budget: 10/h cannot fetch even the head page once per poll.interval "
+                "(300s): it needs at least 12/h"
+            ),
+        ),
+    ],
+)
+def test_an_unusable_budget_is_named(tmp_path: Path, written: str, problem: str) -> None:
+    text = VALID.replace("interval = 15", f'interval = "5m"\nbudget = {written}')
+    assert problems(tmp_path, text) == [problem]
 
 
 API = '[api]\nbase_url = "https://x.example"\ntoken = "t0k3n-value"\n'

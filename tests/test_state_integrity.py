@@ -88,7 +88,7 @@ def test_a_second_daemon_on_the_same_state_file_is_refused(
         ),
         (
             lambda p: sqlite3.connect(p).execute("PRAGMA user_version = 99").connection.commit(),
-            "{path} was written by a newer orderwatch (schema 99, this one reads up to 2)",
+            "{path} was written by a newer orderwatch (schema 99, this one reads up to 3)",
         ),
     ],
     ids=["corrupt", "future"],
@@ -177,7 +177,7 @@ def test_state_check_and_export(
     daemon.terminate()
     checked = run_cli("state", "check", "--config", str(cfg))
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith(f"state: {state} is sound: schema 2 (current 2), 50 orders")
+    assert checked.stdout.startswith(f"state: {state} is sound: schema 3 (current 3), 50 orders")
     out = tmp_path / "export.jsonl"
     exported = run_cli("state", "export", "--config", str(cfg), "--output", str(out))
     assert exported.returncode == 0

@@ -3,18 +3,23 @@ one backend has (SQLite's file, PostgreSQL's lease, claims and move-in)."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import stat
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from orderwatch import StateError
-from orderwatch._detect import NewOrder, events_for
+from orderwatch._detect import Event, NewOrder, Note, Transition, events_for
 from orderwatch._models import KNOWN_STATUSES, Order
+from orderwatch._silences import Ack, Silence
 from orderwatch._store import (
     MIGRATIONS,
+    SCHEMA_VERSION,
     Lease,
     SqliteStore,
     Store,
@@ -160,7 +165,7 @@ def test_a_version_1_state_file_is_migrated_with_its_data(tmp_path: Path) -> Non
     assert not delivery.held
     assert store.disabled_webhooks() == {}
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_outbox_requeue_and_drop_select_by_event_and_route(reopen: Opener) -> None:
@@ -297,6 +302,121 @@ def test_event_sequence_numbers_keep_rising_across_batches_and_restarts(reopen: 
     store.close()
 
 
+# -- the console's state: notices, summaries, acknowledgements, silences ------------------------
+
+
+def notice(case: str, now: float, about: str | None = None) -> Event:
+    return Event.about("watcher", Note(case, f"{case}!", "body", {"n": 1}, about), now)
+
+
+def test_notices_and_their_meta_commit_together_and_come_back_whole(reopen: Opener) -> None:
+    store = reopen()
+    sent = notice("destination_failing", 5.0, about="ops")
+    [stored] = store.record_notes([(sent, [Target("erp", "k", 5.0)])], meta={"watcher": "{}"})
+    assert store.get_meta("watcher") == "{}"
+    store.close()
+    store = reopen()
+    [delivery] = store.pending_deliveries()
+    assert (delivery.stored.id, delivery.stored.event) == (stored.id, sent)
+    assert delivery.stored.event.note is not None
+    assert delivery.stored.event.note.about == "ops"
+    assert store.check() == []  # an event that concerns no order is not an orphan
+
+
+def test_a_summary_reads_the_order_events_of_its_period_and_when_orders_came_in(
+    reopen: Opener,
+) -> None:
+    store = reopen()
+    for now, order in ((1.0, new_order(1)), (2.0, new_order(2))):
+        change = NewOrder(order)
+        events = events_for([change], announce_new=True, after_gap=False, now=now)
+        store.record({}, [change], [(e, []) for e in events], anchors_before={}, now=now)
+    store.record_notes([(notice("api_recovered", 1.5), [])], meta={})
+    assert [e.order.number for e in store.events_between(1.0, 2.0)] == [2]  # notes not included
+    assert [e.order.number for e in store.events_between(0.0, 2.0)] == [1, 2]
+    assert store.created_at(["id-1", "id-2", "id-9"]) == {"id-1": 1.0, "id-2": 2.0}
+    assert store.created_at([]) == {}
+    known = store.order_by_number(2)
+    assert known is not None
+    assert known.order.id == "id-2"
+    assert store.order_by_number(9) is None
+
+
+def test_a_summary_period_is_recorded_only_when_it_moves_on(reopen: Opener) -> None:
+    store = reopen()
+    assert store.summary_sent("ops/daily") is None
+    assert store.record_summary("ops/daily", 100.0, []) == []
+    plan = [(notice("summary", 200.0), [Target("ops", "k", 200.0)])]
+    [stored] = store.record_summary("ops/daily", 200.0, plan) or []
+    assert store.record_summary("ops/daily", 200.0, plan) is None  # the same period again
+    assert store.record_summary("ops/daily", 150.0, plan) is None  # an older one
+    assert store.summary_sent("ops/daily") == 200.0
+    assert [d.stored.id for d in store.pending_deliveries()] == [stored.id]
+
+
+def test_an_ack_replaces_the_last_of_its_episode_and_ends_with_the_order(reopen: Opener) -> None:
+    store = reopen()
+    store.record({}, [NewOrder(new_order(1, "Payed"))], [], anchors_before={}, now=1.0)
+    first = Ack("id-1", 1, "Payed", 1.0, at=5.0, until=math.inf, by="ann")
+    store.add_ack(first)
+    assert store.ack_of_episode("id-1", "Payed", 1.0004) == first
+    second = replace(first, at=6.0, until=60.0, by="bob", comment="on it")
+    store.add_ack(second)
+    assert store.acks() == [second]
+    assert store.acks(["id-2"]) == []
+    assert store.ack_of_episode("id-1", "Payed", 2.0) is None  # another episode
+    [payed] = store.open_orders()
+    store.record({}, [Transition(new_order(1, "Delivered"), payed)], [], anchors_before={}, now=7.0)
+    assert store.acks() == []  # only open orders' acks count
+
+
+def test_silences_are_listed_expired_and_hold_back_deliveries(reopen: Opener) -> None:
+    store = reopen()
+    spec = Silence(id=0, ends_at=100.0, statuses=frozenset({"Payed"}), orders=frozenset({1, 2}),
+                   comment="maintenance", created_at=10.0, created_by="ann")  # fmt: skip
+    first = store.add_silence(spec)
+    second = store.add_silence(replace(spec, routes=frozenset({"ops"}), ends_at=50.0))
+    assert second > first
+    assert [s.id for s in store.silences(active_at=60.0)] == [first]
+    assert store.silences()[0] == replace(spec, id=first)
+    assert store.expire_silence(first, now=20.0)
+    assert not store.expire_silence(first, now=30.0)  # no longer active
+    assert [s.id for s in store.silences(active_at=25.0)] == [second]
+    change = NewOrder(new_order(1))
+    events = events_for([change], announce_new=True, after_gap=False, now=1.0)
+    store.record({}, [change], [(events[0], [Target("ops", "k", 1.0)])], anchors_before={},
+                 now=1.0)  # fmt: skip
+    store.mark_silenced(store.pending_deliveries(), second, now=2.0)
+    assert store.silenced_count() == 1
+    assert [d.state for d in store.deliveries(("silenced",))] == ["silenced"]
+    assert store.queue_counts() == {"pending": 0, "dead": 0}
+    assert store.check() == []
+
+
+def test_two_instances_never_both_record_the_same_summary(postgres_url: str) -> None:
+    """Two instances that both find a summary due at once: one records it, the other finds it
+    recorded, so it is sent once."""
+    stores = [open_store(postgres_url) for _ in range(2)]
+    stores[0].record_summary("ops/daily", 100.0, [])
+    start = threading.Barrier(2)
+    results: list[object] = [None, None]
+
+    def summarize(i: int) -> None:
+        plan = [(notice("summary", 200.0), [Target("ops", "k", 200.0)])]
+        start.wait()
+        results[i] = stores[i].record_summary("ops/daily", 200.0, plan)
+
+    threads = [threading.Thread(target=summarize, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r is None for r in results) == [False, True]
+    assert len(stores[0].pending_deliveries()) == 1
+    for store in stores:
+        store.close()
+
+
 # -- what instances sharing a PostgreSQL database rely on ---------------------------------------
 
 
@@ -425,8 +545,35 @@ def test_a_database_written_by_a_newer_version_is_refused(postgres_url: str) -> 
 
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         admin.execute("UPDATE orderwatch_schema SET version = 99")
-    with pytest.raises(StateError, match=r"newer orderwatch \(schema 99, this one reads up to 1\)"):
+    with pytest.raises(StateError, match=r"newer orderwatch \(schema 99, this one reads up to 2\)"):
         open_store(postgres_url)
+
+
+def test_a_version_1_database_is_migrated_with_its_data(postgres_url: str) -> None:
+    import psycopg
+
+    from orderwatch._store._schema import POSTGRES_MIGRATIONS
+
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(POSTGRES_MIGRATIONS[1])
+        admin.execute("CREATE TABLE orderwatch_schema (version INTEGER NOT NULL)")
+        admin.execute("INSERT INTO orderwatch_schema (version) VALUES (1)")
+        admin.execute(
+            "INSERT INTO events (seq, id, kind, order_id, status, previous_since_exact, "
+            "detected_at, after_gap, order_json) VALUES (1, 'e1', 'created', 'id-1', 'Created', "
+            """0, 1.0, 0, '{"id": "id-1", "number": 1, "status": "Created"}')"""
+        )
+        admin.execute(
+            "INSERT INTO deliveries (event_seq, route, destination, state, next_attempt_at) "
+            "VALUES (1, 'ops', 'k', 'pending', 1.0)"
+        )
+    store = open_store(postgres_url)
+    assert store.schema_version == 2
+    [delivery] = store.pending_deliveries()
+    assert (delivery.stored.event.order.number, delivery.stored.event.note) == (1, None)
+    store.mark_silenced([delivery], 1, now=2.0)  # the new state passes the new CHECK
+    assert store.silenced_count() == 1
+    store.close()
 
 
 def state_file_with_everything(path: Path) -> SqliteStore:
@@ -448,6 +595,12 @@ def state_file_with_everything(path: Path) -> SqliteStore:
     store.mark_sent([first], now=6.0)
     store.mark_dead([second], "HTTP 500", now=6.0)
     store.disable_webhook("k3", "erp-hook", "disabled: the receiver answered 410 Gone", now=7.0)
+    store.add_ack(Ack("id-3", 3, "Payed", 1.0, at=7.0, until=math.inf, by="ann"))
+    store.add_silence(Silence(id=0, ends_at=1e10, routes=frozenset({"erp"}), created_at=7.0))
+    store.record_summary("ops/daily", 8.0, [(notice("summary", 8.0), targets)])
+    store.record_notes([(notice("api_recovered", 8.5), targets)], meta={"watcher": "{}"})
+    silenced = store.pending_deliveries()[-1]
+    store.mark_silenced([silenced], 1, now=9.0)
     return store
 
 
@@ -466,11 +619,14 @@ def test_a_state_file_moves_into_postgresql_with_everything(
         sqlite.open_anchors(),
         (sqlite.first_sync_done, sqlite.arrivals),
         sqlite.queue_counts(),
+        sqlite.deliveries(("pending", "sent", "dead", "silenced")),
+        (sqlite.acks(), sqlite.silences(), sqlite.summary_sent("ops/daily")),
+        sqlite.get_meta("watcher"),
     )
     sqlite.close()
     moved = migrate_to_postgres(path, postgres_url)
-    assert (moved.orders, moved.events, moved.pending, moved.dead) == (3, 2, 1, 1)
-    assert (moved.stuck_timers, moved.webhook_states) == (1, 1)
+    assert (moved.orders, moved.events, moved.pending, moved.dead) == (3, 4, 4, 1)
+    assert (moved.stuck_timers, moved.webhook_states, moved.acks, moved.silences) == (1, 1, 1, 1)
     postgres = open_store(postgres_url)
     assert (
         list(postgres.export()),
@@ -480,12 +636,16 @@ def test_a_state_file_moves_into_postgresql_with_everything(
         postgres.open_anchors(),
         (postgres.first_sync_done, postgres.arrivals),
         postgres.queue_counts(),
+        postgres.deliveries(("pending", "sent", "dead", "silenced")),
+        (postgres.acks(), postgres.silences(), postgres.summary_sent("ops/daily")),
+        postgres.get_meta("watcher"),
     ) == expected
     assert postgres.check() == []
     change = NewOrder(new_order(4))
     (event,) = events_for([change], announce_new=True, after_gap=False, now=9.0)
     [stored] = postgres.record({}, [change], [(event, [])], anchors_before={}, now=9.0)
-    assert stored.seq == 3  # sequence numbers continue after the moved ones
+    assert stored.seq == 5  # sequence numbers continue after the moved ones
+    assert postgres.add_silence(Silence(id=0, ends_at=1.0, events=frozenset({"created"}))) == 2
     postgres.close()
     with pytest.raises(StateError, match="is not empty"):
         migrate_to_postgres(path, postgres_url)

@@ -11,25 +11,32 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 
+from orderwatch._console import build_summary, summary_event, summary_key
 from orderwatch._detect import EVENT_KINDS, EventKind
 from orderwatch._exceptions import ConfigError, OrderwatchError
 from orderwatch._explain import explain
 from orderwatch._logging import configure_logging
-from orderwatch._messages import format_duration, title_for
-from orderwatch._models import KNOWN_STATUSES
+from orderwatch._messages import format_duration, render, title_for
+from orderwatch._models import KNOWN_STATUSES, canonical_status, is_final
+from orderwatch._pacing import open_units
+from orderwatch._rates import RateLearner
+from orderwatch._routing import parse_duration
 from orderwatch._sandbox import Faults, Sandbox, World
 from orderwatch._settings import Settings, config_path, default_state_path, load_settings
+from orderwatch._silences import Ack, Silence
 from orderwatch._sinks import Destination, destinations_for, send
-from orderwatch._store import masked_url, open_store, url_problem
+from orderwatch._store import Store, masked_url, open_store, url_problem
 from orderwatch._store._migrate import migrate_to_postgres
 from orderwatch._version import __version__
 from orderwatch._webhooks import WebhookSender, test_payload
@@ -38,6 +45,14 @@ __all__ = ["main"]
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+
+
+def _add_state_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state",
+        metavar="PATH|URL",
+        help="the state file or postgresql:// URL (default: from the config)",
+    )
 
 
 def _add_routes_outbox_state(
@@ -77,15 +92,14 @@ def _add_routes_outbox_state(
         ("drop", "delete deliveries (their events stay in the history)"),
     ):
         sub = outbox_commands.add_parser(action, parents=[common], help=text, description=text)
-        sub.add_argument(
-            "--state",
-            metavar="PATH|URL",
-            help="the state file or postgresql:// URL (default: from the config)",
-        )
+        _add_state_option(sub)
         sub.add_argument("--event", metavar="ID", help="only this event id")
         sub.add_argument("--route", metavar="NAME", help="only this route or webhook")
         if action == "list":
             sub.add_argument("--dead", action="store_true", help="only dead letters")
+            sub.add_argument(
+                "--silenced", action="store_true", help="only deliveries a silence held back"
+            )
         else:
             sub.add_argument("--all", action="store_true", help="every pending and dead delivery")
 
@@ -103,11 +117,7 @@ def _add_routes_outbox_state(
         ("migrate", "copy a state file into an empty PostgreSQL database (stop the daemon first)"),
     ):
         sub = state_commands.add_parser(action, parents=[common], help=text, description=text)
-        sub.add_argument(
-            "--state",
-            metavar="PATH|URL",
-            help="the state file or postgresql:// URL (default: from the config)",
-        )
+        _add_state_option(sub)
         if action == "export":
             sub.add_argument("--output", metavar="FILE", help="write here instead of stdout")
         if action == "migrate":
@@ -175,6 +185,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_routes_outbox_state(commands, common)
 
+    _add_console(commands, common)
+
     status = commands.add_parser(
         "status",
         parents=[common],
@@ -182,11 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Read the state file: orders per status, the open orders, the last "
         "successful poll, the first sync's progress and the outbox.",
     )
-    status.add_argument(
-        "--state",
-        metavar="PATH|URL",
-        help="the state file or postgresql:// URL (default: from the config)",
-    )
+    _add_state_option(status)
     status.add_argument("--limit", type=int, default=50, help="open orders to list (default 50)")
 
     sandbox = commands.add_parser(
@@ -250,8 +258,33 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(path)
 
 
+def _budget_problem(settings: Settings) -> str | None:
+    """``poll.budget`` against the open orders in the state file (if there is one yet)."""
+    poll = settings.poll
+    location = settings.state.location
+    # A database server is not asked: check-config touches no network.
+    if poll.budget is None or not isinstance(location, Path) or not location.exists():
+        return None
+    store = open_store(location, readonly=True)
+    try:
+        units = open_units(store.open_statuses(), store.arrivals, RateLearner())
+    finally:
+        store.close()
+    need = poll.floor_budget(len(units))
+    if need <= poll.budget:
+        return None
+    return (
+        f"poll.budget: {poll.budget:g}/h cannot read the {len(units)} pages and orders holding "
+        f"open orders once per poll.interval ({poll.interval:g}s): the smallest budget that "
+        f"does is {math.ceil(need)}/h (or lengthen poll.interval)"
+    )
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    problem = _budget_problem(settings)
+    if problem:
+        raise ConfigError([problem])
     routes = settings.notify.routes
     print(
         f"configuration is valid: {settings.api.base_url}, every {settings.poll.interval:g}s, "
@@ -346,7 +379,9 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
     store = open_store(_state_location(args), readonly=action == "list")
     try:
         if action == "list":
-            states = ("dead",) if args.dead else ("pending", "dead")
+            states = (
+                ("silenced",) if args.silenced else ("dead",) if args.dead else ("pending", "dead")
+            )
             rows = [
                 d
                 for d in store.deliveries(states)
@@ -357,12 +392,14 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
                 when = (
                     f"next try {_when(d.next_attempt_at, future=True)}"
                     if d.state == "pending"
-                    else "dead"
+                    else d.state
                 )
                 error = f" — {d.last_error}" if d.last_error else ""
+                note = d.stored.event.note
+                title = note.title if note else title_for(d.stored.event)
                 print(
-                    f"{d.stored.id}  {d.state:<7} {d.route:<16} tries {d.attempts:<3} {when}  "
-                    f"{title_for(d.stored.event)}{error}"
+                    f"{d.stored.id}  {d.state:<8} {d.route:<16} tries {d.attempts:<3} {when}  "
+                    f"{title}{error}"
                 )
             print(f"{len(rows)} deliveries")
             return 0
@@ -428,7 +465,8 @@ def _migrate(args: argparse.Namespace) -> int:
     print(
         f"state: moved {source} into {masked_url(args.to)}: {moved.orders} orders, "
         f"{moved.events} events, {moved.pending} deliveries pending, {moved.dead} dead, "
-        f"{moved.stuck_timers} stuck-order timers, {moved.webhook_states} disabled webhooks"
+        f"{moved.stuck_timers} stuck-order timers, {moved.webhook_states} disabled webhooks, "
+        f"{moved.acks} acknowledgements, {moved.silences} silences"
     )
     return 0
 
@@ -471,13 +509,228 @@ def _cmd_status(args: argparse.Namespace) -> int:
             print(f"  #{known.order.number:<8} {known.order.status:<30} since {since}")
         if len(open_orders) > args.limit:
             print(f"  … and {len(open_orders) - args.limit} more (--limit N shows more)")
+        _print_budget(store)
         queue = store.queue_counts()
         print(f"deliveries: {queue['pending']} pending, {queue['dead']} dead")
         for name, reason, disabled_at in store.disabled_webhooks().values():
             print(f"webhook {name}: {reason} (since {_when(disabled_at)})")
+        if store.has_console:
+            _print_acks_and_silences(store)
     finally:
         store.close()
     return 0
+
+
+def _print_acks_and_silences(store: Store) -> None:
+    now = time.time()
+    open_orders = {k.order.id: k for k in store.open_orders()}
+    acks = [
+        a
+        for a in store.acks()
+        if a.order_id in open_orders
+        and a.covers(
+            open_orders[a.order_id].order.status, open_orders[a.order_id].status_since, now
+        )
+    ]
+    print(f"acknowledged: {len(acks)}")
+    for ack in acks:
+        until = "" if ack.until == float("inf") else f", until {_when(ack.until, future=True)}"
+        print(f"  #{ack.number:<8} {ack.status:<30} {ack.describe()} at {_when(ack.at)}{until}")
+    silences = store.silences(active_at=now)
+    print(f"silences: {len(silences)} active")
+    for silence in silences:
+        comment = f' "{silence.comment}"' if silence.comment else ""
+        print(
+            f"  {silence.id:<4} {silence.describe()} until {_when(silence.ends_at, future=True)}"
+            f"{comment}"
+        )
+    print(f"silenced deliveries: {store.silenced_count()}")
+
+
+def _add_console(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    state = argparse.ArgumentParser(add_help=False)
+    _add_state_option(state)
+    ack = commands.add_parser(
+        "ack",
+        parents=[common, state],
+        help="acknowledge a stuck order: its reminders stop",
+        description="Acknowledge order NUMBER in its current status: its stuck reminders stop "
+        "until it leaves the status or the acknowledgement expires.",
+    )
+    ack.add_argument("number", type=int, metavar="NUMBER")
+    ack.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 24h (default: "
+                     "until the order leaves its status)")  # fmt: skip
+    ack.add_argument("--comment", metavar="TEXT")
+    ack.add_argument("--by", metavar="NAME")
+
+    silence = commands.add_parser(
+        "silence",
+        help="hold back deliveries to routes for a while",
+        description="Silences: matching deliveries to routes are recorded as silenced "
+        "instead of being sent. Webhooks are never silenced.",
+    )
+    actions = silence.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
+    add = actions.add_parser(
+        "add", parents=[common, state], help="add a silence (every matcher given must match)"
+    )
+    add.add_argument("--status", action="append", metavar="S")
+    add.add_argument("--order", action="append", type=int, metavar="N")
+    add.add_argument("--route", action="append", metavar="R")
+    add.add_argument("--event", action="append", metavar="KIND", choices=EVENT_KINDS)
+    add.add_argument("--for", dest="duration", required=True, metavar="DURATION")
+    add.add_argument("--comment", metavar="TEXT")
+    actions.add_parser("list", parents=[common, state], help="list active silences")
+    expire = actions.add_parser("expire", parents=[common, state], help="end a silence now")
+    expire.add_argument("id", type=int, metavar="ID")
+
+    summary = commands.add_parser(
+        "summary",
+        parents=[common, state],
+        help="print the summary a route would get now",
+        description="Print the summary a route's [[notify.summaries]] would send now, "
+        "covering the time since the last one.",
+    )
+    summary.add_argument("--route", required=True, metavar="R")
+    summary.add_argument("--dry-run", action="store_true", required=True,
+                         help="print, send nothing (the only mode)")  # fmt: skip
+
+
+def _duration_arg(text: str, flag: str = "--for") -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as error:
+        raise OrderwatchError(f"{flag}: {error}") from None
+    if seconds <= 0:
+        raise OrderwatchError(f"{flag}: must be > 0")
+    return seconds
+
+
+def _cmd_ack(args: argparse.Namespace) -> int:
+    now = time.time()
+    until = now + _duration_arg(args.duration) if args.duration else float("inf")
+    store = open_store(_state_location(args))
+    try:
+        known = store.order_by_number(args.number)
+        if known is None:
+            raise OrderwatchError(f"ack: no order #{args.number} in the state")
+        if is_final(known.order.status):
+            raise OrderwatchError(
+                f"ack: order #{args.number} is {known.order.status}: nothing to acknowledge"
+            )
+        ack = Ack(
+            known.order.id,
+            known.order.number,
+            known.order.status,
+            known.status_since,
+            now,
+            until,
+            args.by,
+            args.comment,
+        )
+        store.add_ack(ack)
+    finally:
+        store.close()
+    lasting = (
+        "until it leaves" if args.duration is None else f"for {args.duration} or until it leaves"
+    )
+    print(f"order #{ack.number}: {ack.describe()} in {ack.status}; no reminders {lasting} it")
+    return 0
+
+
+def _cmd_silence(args: argparse.Namespace) -> int:
+    now = time.time()
+    store = open_store(_state_location(args), readonly=args.silence_command == "list")
+    try:
+        if args.silence_command == "add":
+            matchers = (args.status, args.order, args.route, args.event)
+            if not any(matchers):
+                raise OrderwatchError(
+                    "silence add: say what to silence: --status, --order, --route or --event"
+                )
+            statuses = (
+                None if args.status is None else frozenset(canonical_status(s) for s in args.status)
+            )
+            unknown = sorted((statuses or set()) - set(KNOWN_STATUSES))
+            if unknown:
+                raise OrderwatchError(f"silence add: --status: unknown status {', '.join(unknown)}")
+
+            def frozen(values: list[Any] | None) -> frozenset[Any] | None:
+                return None if values is None else frozenset(values)
+
+            silence = Silence(
+                id=0,
+                ends_at=now + _duration_arg(args.duration),
+                statuses=statuses,
+                orders=frozen(args.order),
+                routes=frozen(args.route),
+                events=frozen(args.event),
+                comment=args.comment,
+                created_at=now,
+            )
+            number = store.add_silence(silence)
+            print(
+                f"silence {number}: {silence.describe()} "
+                f"until {_when(silence.ends_at, future=True)}"
+            )
+        elif args.silence_command == "expire":
+            if not store.expire_silence(args.id, now=now):
+                raise OrderwatchError(f"silence expire: no active silence {args.id}")
+            print(f"silence {args.id} expired")
+        else:
+            silences = store.silences(active_at=now)
+            for silence in silences:
+                comment = f' "{silence.comment}"' if silence.comment else ""
+                print(
+                    f"{silence.id:<4} {silence.describe()} until "
+                    f"{_when(silence.ends_at, future=True)}{comment}"
+                )
+            print(f"{len(silences)} active silence(s)")
+    finally:
+        store.close()
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    chosen = [s for s in settings.notify.summaries if s.route == args.route]
+    if not chosen:
+        raise OrderwatchError(f"summary: no [[notify.summaries]] for route {args.route!r}")
+    store = open_store(_state_location(args), readonly=True)
+    try:
+        for summary in chosen:
+            now = time.time()
+            last = store.summary_sent(summary_key(summary)) if store.has_console else None
+            start = last if last is not None else summary.schedule().last_due(now)
+            event = summary_event(settings, summary, build_summary(store, start, now, now), now)
+            title, body = render(event)
+            print(f"{title}\n\n{body}\n")
+    finally:
+        store.close()
+    return 0
+
+
+def _print_budget(store: Store) -> None:
+    """The request budget's learned rates and planned intervals, as the daemon last saved them."""
+    from orderwatch._rates import RateLearner  # noqa: PLC0415
+
+    learned, plan = store.get_meta("budget_learned"), store.get_meta("budget_plan")
+    if not learned or not plan:
+        return
+    learner = RateLearner()
+    learner.restore(json.loads(learned))
+    print("request budget: learned rates (per hour)")
+    print(f"  {'new orders at the head':<30} {learner.arrival_rate:>8.2f}")
+    for status, rate in learner.exit_rates().items():
+        print(f"  leaving {status:<22} {rate:>8.3f}  (mean stay {format_duration(3600 / rate)})")
+    print("request budget: planned fetch interval")
+    for group, units, shortest, longest in json.loads(plan)["groups"]:
+        span = format_duration(shortest)
+        if round(longest) != round(shortest):
+            span += f" to {format_duration(longest)}"
+        print(f"  {group:<30} {units:>5} x every {span}")
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
@@ -533,6 +786,9 @@ _COMMANDS = {
     "state": _cmd_state,
     "notify-test": _cmd_notify_test,
     "status": _cmd_status,
+    "ack": _cmd_ack,
+    "silence": _cmd_silence,
+    "summary": _cmd_summary,
     "sandbox": _cmd_sandbox,
     "demo": _cmd_demo,
 }

@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Self, TypeVar
 from urllib.parse import quote
@@ -79,7 +79,9 @@ class OrdersApi:
         observe: Observe = lambda *_: None,
         on_secret: Callable[[str], None] = lambda _: None,
         on_malformed: Callable[[str], None] = lambda _: None,
+        before_request: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``before_request``: awaited before every request (the request budget's ledger)."""
         verify: ssl.SSLContext | bool = True  # certificates are always checked
         if settings.ca_bundle is not None:
             verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
@@ -97,6 +99,7 @@ class OrdersApi:
         self._limiter = RateLimiter(settings.max_rps)
         self._retry = retry or RetryPolicy()
         self._observe = observe
+        self._before_request = before_request
         self._on_malformed = on_malformed
         # url -> (ETag, parsed answer): a 304 reuses the answer without reading a body
         self._etags: OrderedDict[str, tuple[str, object]] = OrderedDict()
@@ -240,6 +243,8 @@ class OrdersApi:
         return await self._send(endpoint, request)
 
     async def _send(self, endpoint: str, request: httpx.Request) -> httpx.Response:
+        if self._before_request is not None:
+            await self._before_request()
         await self._limiter.acquire()
         self.requests_made += 1
         started = time.perf_counter()

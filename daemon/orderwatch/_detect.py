@@ -12,26 +12,31 @@ Pure functions over plain data: no HTTP, no SQL, no clock (``now`` is an argumen
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
 from orderwatch._models import Order
 
 __all__ = [
     "EVENT_KINDS",
+    "NO_ORDER_KINDS",
     "Change",
     "Event",
     "EventKind",
     "KnownOrder",
     "NewOrder",
+    "Note",
     "Transition",
     "detect_changes",
     "events_for",
     "settled",
 ]
 
-EventKind = Literal["created", "status_changed", "stuck"]  # the one list of event kinds
+# The one list of event kinds. "watcher" (the watcher's own notices) and "summary" (a route's
+# summary) concern no one order: they carry a Note instead, and their ``order`` is NO_ORDER.
+EventKind = Literal["created", "status_changed", "stuck", "watcher", "summary"]
 EVENT_KINDS: Final[tuple[EventKind, ...]] = get_args(EventKind)
+NO_ORDER_KINDS: Final[frozenset[EventKind]] = frozenset({"watcher", "summary"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,23 @@ Change = NewOrder | Transition
 
 
 @dataclass(frozen=True, slots=True)
+class Note:
+    """The message of an event that concerns no order: a watcher notice (``case`` is one of
+    ``_watcher.WATCHER_CASES``) or a summary (``case`` is ``"summary"``); ``data`` is what a
+    webhook receives beside it. ``about`` is the route (or webhook) it concerns: a summary's
+    own route, or the one a ``destination_*`` notice is about."""
+
+    case: str
+    title: str
+    body: str
+    data: dict[str, object] = field(default_factory=dict)
+    about: str | None = None
+
+
+NO_ORDER: Final = Order(id="", number=0, status="")
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """Something to announce. ``previous_since`` is when the previous status was first seen.
 
@@ -92,6 +114,22 @@ class Event:
     after_gap: bool
     resolves_stuck: bool = False
     reminder: int = 0
+    acknowledged: str | None = None  # "acknowledged by Anna at …", for stuck alerts' ends
+    note: Note | None = None
+
+    @classmethod
+    def about(cls, kind: EventKind, note: Note, now: float) -> Event:
+        """An event that concerns no order (a watcher notice, a summary)."""
+        return cls(
+            kind,
+            NO_ORDER,
+            previous_status=None,
+            previous_since=None,
+            previous_since_exact=False,
+            detected_at=now,
+            after_gap=False,
+            note=note,
+        )
 
 
 def detect_changes(known: Mapping[str, KnownOrder], observed: Iterable[Order]) -> list[Change]:

@@ -2,7 +2,9 @@
 
 For every event it picks the destinations (:func:`~orderwatch._routing.recipients`, pure),
 plans each delivery by its route's policy (:func:`~orderwatch._routing.plan_delivery`, pure),
-turns stuck orders into reminders, and, once a commit holds them, tells the courier. The set of
+turns stuck orders into reminders (none for an acknowledged stay: :func:`_stuck.stuck_events`),
+says in a stuck episode's end who acknowledged it, and, once a commit holds them, tells the
+courier. The set of
 disabled webhooks has one owner, :class:`DisabledWebhooks`: the courier disables, dispatch
 skips, a reload forgets the ones no longer configured.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
 
 from orderwatch._detect import Event
 from orderwatch._messages import title_for
@@ -72,8 +75,10 @@ class Dispatcher:
         self._stuck_rules = list(stuck_rules)
 
     def plan(self, events: Sequence[Event], now: float) -> list[tuple[Event, list[Target]]]:
-        """Each event with the deliveries it makes."""
-        return [(event, self._targets(event, now)) for event in events]
+        """Each event with the deliveries it makes. The end of a stuck episode (the transition
+        out of the status, or a reminder once an acknowledgement expired) says who
+        acknowledged it, and when."""
+        return [(self._with_ack(event), self._targets(event, now)) for event in events]
 
     def announce(self, stored: list[StoredEvent]) -> None:
         """``stored`` is committed: log each event and wake whoever delivers them."""
@@ -93,10 +98,19 @@ class Dispatcher:
         caller that runs it in the store's worker thread and announces on the event loop)."""
         if not self._stuck_rules:
             return []
-        events = stuck_events(self._store.open_orders(), self._stuck_rules, now)
+        events = stuck_events(self._store.open_orders(), self._stuck_rules, now, self._store.acks())
         if not events:
             return []
         return self._store.record({}, [], self.plan(events, now), anchors_before={}, now=now)
+
+    def _with_ack(self, event: Event) -> Event:
+        if not (event.resolves_stuck or event.kind == "stuck") or event.previous_since is None:
+            return event
+        status = event.previous_status if event.resolves_stuck else event.order.status
+        if status is None:
+            return event
+        ack = self._store.ack_of_episode(event.order.id, status, event.previous_since)
+        return event if ack is None else replace(event, acknowledged=ack.describe_when())
 
     def _targets(self, event: Event, now: float) -> list[Target]:
         alerted: set[str] = set()

@@ -28,7 +28,9 @@ __all__ = [
     "digest_text",
     "format_duration",
     "render",
+    "render_problem",
     "sample_events",
+    "template_environment",
     "template_problem",
     "title_for",
 ]
@@ -58,6 +60,8 @@ def _stuck_for(event: Event) -> float | None:
 
 
 def title_for(event: Event) -> str:
+    if event.note is not None:  # a watcher notice or a summary: its text is made already
+        return event.note.title
     number = event.order.number
     if event.kind == "created":
         return f"Order #{number}: new order ({event.order.status})"
@@ -82,6 +86,8 @@ def _created(value: str | None) -> str:
 
 def render(event: Event) -> tuple[str, str]:
     """The ``(title, body)`` of the default message for ``event``."""
+    if event.note is not None:
+        return event.note.title, event.note.body
     order = event.order
     lines = [
         f"Participant: {order.participant_login or 'unknown'}",
@@ -98,6 +104,8 @@ def render(event: Event) -> tuple[str, str]:
         spent = format_duration(event.detected_at - event.previous_since)
         qualifier = "" if event.previous_since_exact else "at least "
         lines.append(f"Time in {event.previous_status}: {qualifier}{spent}")
+    if event.acknowledged:
+        lines.append(f"It was {event.acknowledged}.")
     if event.resolves_stuck:
         lines.append(f"This resolves the alert that it was stuck in {event.previous_status}.")
     if event.after_gap:
@@ -160,6 +168,7 @@ def template_context(event: Event, event_id: str) -> dict[str, Any]:
         "detected_at": _iso(event.detected_at),
         "after_gap": event.after_gap,
         "resolves_stuck": event.resolves_stuck,
+        "acknowledged": event.acknowledged,
         "reminder": event.reminder,
         "order": order_vars,
         **order_vars,
@@ -170,6 +179,7 @@ def template_context(event: Event, event_id: str) -> dict[str, Any]:
         "stuck_for_seconds": stuck,
         "default_title": title,
         "default_body": body,
+        "ack_url": None,
     }
 
 
@@ -185,7 +195,8 @@ def _digest_context(contexts: list[dict[str, Any]], events: Sequence[Event]) -> 
     }
 
 
-def _environment(fmt: str) -> SandboxedEnvironment:
+def template_environment(fmt: str) -> SandboxedEnvironment:
+    """Jinja2's sandbox, strict about unknown variables; HTML-escaping for ``html``."""
     return SandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=fmt == "html",
@@ -242,12 +253,17 @@ def sample_events() -> list[Event]:
 
 def template_problem(source: str, *, digest: bool, fmt: str = "text") -> str | None:
     """Why ``source`` cannot serve as a template (syntax, or an unknown variable); else None."""
-    env = _environment(fmt)
+    events = sample_events()
+    contexts = [template_context(e, f"evt-{i}") for i, e in enumerate(events)]
+    samples = [_digest_context(contexts, events)] if digest else contexts
+    return render_problem(source, fmt, samples)
+
+
+def render_problem(source: str, fmt: str, samples: Sequence[dict[str, Any]]) -> str | None:
+    """Why ``source`` fails to compile or to render any of ``samples``, in one line; else None."""
     try:
-        template = env.from_string(source)
-        events = sample_events()
-        contexts = [template_context(e, f"evt-{i}") for i, e in enumerate(events)]
-        for context in [_digest_context(contexts, events)] if digest else contexts:
+        template = template_environment(fmt).from_string(source)
+        for context in samples:
             template.render(context)
     except jinja2.TemplateSyntaxError as error:
         return f"template error on line {error.lineno}: {error.message}"
@@ -269,9 +285,11 @@ class MessageTemplates:
         digest_title: str | None = None,
         digest_body: str | None = None,
         fmt: str = "text",
+        ack_link: Callable[[Event], str | None] | None = None,
     ) -> None:
-        env = _environment(fmt)
+        env = template_environment(fmt)
         self.format = fmt
+        self._ack_link = ack_link
 
         def compile_(source: str | None) -> jinja2.Template | None:
             return None if source is None else env.from_string(source)
@@ -280,11 +298,19 @@ class MessageTemplates:
         self._digest_title, self._digest_body = compile_(digest_title), compile_(digest_body)
 
     def render(self, event: Event, event_id: str) -> tuple[str, str]:
+        if event.note is not None:  # a watcher notice or a summary: its text is made already
+            return event.note.title, event.note.body
+        link = None if self._ack_link is None else self._ack_link(event)
+        title, body = render(event)
+        if link:
+            body += f"\nAcknowledge (stops the reminders): {link}"
+
         def context() -> dict[str, Any]:
-            variables = template_context(event, event_id)
+            variables = {**template_context(event, event_id), "ack_url": link}
+            variables["default_body"] = body
             return {**variables, "events": [variables]}
 
-        return _fill(self._title, self._body, render(event), context)
+        return _fill(self._title, self._body, (title, body), context)
 
     def render_digest(self, events: Sequence[tuple[Event, str]]) -> tuple[str, str]:
         plain = [event for event, _ in events]

@@ -11,7 +11,10 @@ Names are a contract (dashboards and alerts are written against them):
 ``orderwatch_status_duration_seconds{status}``,
 ``orderwatch_api_request_duration_seconds{endpoint}``, ``orderwatch_poll_cycle_duration_seconds``,
 ``orderwatch_poll_requests``, ``orderwatch_build_info{version}``, ``orderwatch_lifecycle``,
-``orderwatch_list_rereads_total``, ``orderwatch_leader``, ``orderwatch_leader_changes_total``.
+``orderwatch_list_rereads_total``, ``orderwatch_status_exit_rate_per_hour{status}``,
+``orderwatch_poll_budget``, ``orderwatch_expected_notification_delay_seconds``,
+``orderwatch_poll_budget_floor_wins_total``, ``orderwatch_leader``,
+``orderwatch_leader_changes_total``.
 No metric carries a per-order label. ``/healthz`` is served beside ``/metrics``.
 """
 
@@ -42,7 +45,7 @@ from orderwatch._exceptions import OrderwatchError
 from orderwatch._models import FINAL_STATUSES, KNOWN_STATUSES
 from orderwatch._version import __version__
 
-__all__ = ["Health", "Metrics", "MetricsServer"]
+__all__ = ["Health", "Listener", "Metrics", "MetricsServer"]
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the scrape; nothing here reads them
 
@@ -114,6 +117,27 @@ class Metrics:
         self.list_rereads = Counter(
             "orderwatch_list_rereads",
             "List pages read again (or page 1 probed) to prove a walk missed no order.",
+            registry=r,
+        )
+        self.exit_rate = Gauge(
+            "orderwatch_status_exit_rate_per_hour",
+            "Learned rate at which an order leaves each status, per hour (with poll.budget).",
+            ["status"],
+            registry=r,
+        )
+        self.poll_budget = Gauge(
+            "orderwatch_poll_budget",
+            "Requests an hour orderwatch may spend on the Orders API (poll.budget; 0: none).",
+            registry=r,
+        )
+        self.expected_delay = Gauge(
+            "orderwatch_expected_notification_delay_seconds",
+            "The request budget's own estimate of the mean time from a change to its fetch.",
+            registry=r,
+        )
+        self.floor_wins = Counter(
+            "orderwatch_poll_budget_floor_wins",
+            "Cycles that spent beyond poll.budget to read every open order once per interval.",
             registry=r,
         )
         self.last_successful_poll = Gauge(
@@ -267,8 +291,36 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes are not news."""
 
 
-class MetricsServer:
-    """``GET /metrics`` on ``host:port``, served from a thread until :meth:`close`."""
+class Listener:
+    """A WSGI application on ``host:port``, served from a daemon thread until :meth:`close`.
+
+    ``key`` is the setting that chose the address, named when it cannot be used."""
+
+    def __init__(
+        self, host: str, port: int, app: Callable[..., Iterable[bytes]], *, name: str, key: str
+    ) -> None:
+        server_class = _Server6 if ":" in host else _Server
+        try:
+            self._server = make_server(
+                host, port, app, server_class=server_class, handler_class=_QuietHandler
+            )
+        except OSError as error:
+            raise OrderwatchError(
+                f"{key}: cannot listen on {host}:{port}: {error.strerror or error}"
+            ) from None
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class MetricsServer(Listener):
+    """``GET /metrics`` (and ``/healthz``) on ``host:port``, served from a thread until
+    :meth:`close`."""
 
     def __init__(
         self, host: str, port: int, registry: CollectorRegistry, health: Health | None = None
@@ -288,22 +340,4 @@ class MetricsServer:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found: try /metrics or /healthz\n"]
 
-        server_class = _Server6 if ":" in host else _Server
-        try:
-            self._server = make_server(
-                host, port, app, server_class=server_class, handler_class=_QuietHandler
-            )
-        except OSError as error:
-            raise OrderwatchError(
-                f"metrics.listen: cannot listen on {host}:{port}: {error.strerror or error}"
-            ) from None
-        self.port = self._server.server_port
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="orderwatch-metrics", daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(host, port, app, name="orderwatch-metrics", key="metrics.listen")

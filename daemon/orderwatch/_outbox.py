@@ -6,8 +6,11 @@ Rules, all here:
   failing or slow destination holds back only itself.
 - A route's queue goes out once its oldest delivery is due (``group_wait`` after detection, or
   the end of quiet hours for a held one): as one digest or one message each, as
-  ``_routing.sends_as_digest`` decides, never more than one message a second per route.
-  Webhooks get one POST per event.
+  ``_routing.sends_as_digest`` decides (watcher notices and summaries each alone:
+  ``_routing.sent_alone``), never more than one message a second per route. Webhooks get one
+  POST per event.
+- A due delivery to a route that an active silence matches (``_silences.matching_silence``) is
+  recorded as silenced and counted, not sent. Webhooks are never silenced.
 - A failure is tried again after an exponential backoff with jitter (about 2 s, 4 s, 8 s …
   capped at one hour) or after the destination's ``Retry-After``, until the delivery is older
   than its age limit (``notify.max_age`` for routes, 72 h for webhooks): then it is a dead
@@ -41,7 +44,8 @@ from orderwatch._dispatch import DisabledWebhooks
 from orderwatch._exceptions import StateUnavailableError
 from orderwatch._metrics import Metrics
 from orderwatch._ratelimit import RateLimiter
-from orderwatch._routing import sends_as_digest
+from orderwatch._routing import sends_as_digest, sent_alone
+from orderwatch._silences import matching_silence
 from orderwatch._sinks import Destination, send
 from orderwatch._store import Delivery, Store
 from orderwatch._webhooks import SendOutcome, WebhookSender, payload
@@ -102,6 +106,7 @@ class Courier:
         rng: random.Random | None = None,
         disabled: DisabledWebhooks | None = None,
         claims: tuple[str, float] | None = None,
+        on_outcome: Callable[[Destination, str | None], None] = lambda *_: None,
     ) -> None:
         """``claims`` (instances sharing a database): this instance's holder name and how long
         its claim on a destination lasts unless renewed."""
@@ -117,6 +122,7 @@ class Courier:
         self._failing: set[str] = set()
         self._pace: dict[str, RateLimiter] = {}
         self._workers: set[str] = set()
+        self._on_outcome = on_outcome  # every send's result (None: accepted), for the watcher
 
     def configure(self, destinations: Sequence[Destination]) -> None:
         """Use ``destinations`` from now on (a reload)."""
@@ -206,15 +212,50 @@ class Courier:
                 len(queue), queue[0].route, reason,
             )  # fmt: skip
             return
-        batch = due_batch(queue, now)
+        batch = await self._store.call(
+            partial(self._unsilenced, destination, due_batch(queue, now), now)
+        )
         if not batch:
             return
+        alone = [d for d in batch if sent_alone(d.stored.event)]
+        batch = [d for d in batch if not sent_alone(d.stored.event)]
+        for delivery in alone:
+            if not await self._attempt(destination, [delivery]):
+                return
         if sends_as_digest(destination.policy, len(batch), held=any(d.held for d in batch)):
             await self._attempt(destination, batch)
             return
         for delivery in batch:
             if not await self._attempt(destination, [delivery]):
                 return
+
+    def _unsilenced(
+        self, destination: Destination, batch: list[Delivery], now: float
+    ) -> list[Delivery]:
+        """Record the deliveries an active silence matches as silenced; the rest go out.
+        Webhooks are never silenced: machines must see everything."""
+        if destination.kind != "apprise" or not batch:
+            return batch
+        silences = self._store.silences(active_at=now)
+        if not silences:
+            return batch
+        kept: list[Delivery] = []
+        for delivery in batch:
+            event = delivery.stored.event
+            silence = matching_silence(
+                silences,
+                route=destination.route,
+                kind=event.kind,
+                status=None if event.note else event.order.status,
+                number=None if event.note else event.order.number,
+                now=now,
+            )
+            if silence is None:
+                kept.append(delivery)
+                continue
+            self._store.mark_silenced([delivery], silence.id, now=now)
+            self._metrics.notifications.labels(route=destination.route, outcome="silenced").inc()
+        return kept
 
     async def _attempt(self, destination: Destination, batch: list[Delivery]) -> bool:
         if destination.kind == "apprise":
@@ -227,7 +268,8 @@ class Courier:
         with anyio.CancelScope(shield=True):
             outcome = await self._send_batch(destination, batch)
             delivered = await self._store.call(partial(self._settle, destination, batch, outcome))
-        return delivered  # noqa: RET504 - returned outside the shielded scope on purpose
+            self._on_outcome(destination, outcome.error)  # on the event loop: the console's
+        return delivered
 
     async def _send_batch(self, destination: Destination, batch: list[Delivery]) -> SendOutcome:
         if destination.kind == "webhook":

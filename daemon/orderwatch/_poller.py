@@ -12,6 +12,7 @@ announces is announced back on the event loop.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -37,6 +38,7 @@ from orderwatch._dispatch import Dispatcher
 from orderwatch._exceptions import first_orderwatch_error
 from orderwatch._metrics import Metrics
 from orderwatch._models import PAGE_SIZE, OrderPage, is_final
+from orderwatch._pacing import Pacer, PacingPlan, plan_summary
 from orderwatch._planner import (
     Straggler,
     arrivals_from_sightings,
@@ -70,6 +72,7 @@ class CycleReport:
     events: int = 0
     rereads: int = 0  # list pages read again to prove a walk missed no order (in ``pages``)
     full_walk: bool = False
+    exits: Counter[str] = field(default_factory=Counter)  # transitions, by the status left
 
     @property
     def requests(self) -> int:
@@ -130,10 +133,12 @@ class Poller:
         on_page: Callable[[], None] = lambda: None,
         concurrency: int = 1,
         reconcile: float | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         """``dispatch`` decides who is told of what the cycles detect. ``concurrency``:
         independent requests in flight at once (inside the rate budget). ``reconcile``: the
-        period in which to re-read the whole list, a few pages a cycle."""
+        period in which to re-read the whole list, a few pages a cycle. ``pacer``: a request
+        budget (``poll.budget``): each cycle fetches only what it says is due."""
         self._api, self._store, self._metrics = api, store, metrics
         self._dispatch = dispatch
         self._announce_initial = announce_initial
@@ -143,7 +148,14 @@ class Poller:
         self._reconcile = reconcile
         self._newer_than: int | None = None
         self._unknown_to_api: set[str] = set()
+        self._pacer = pacer
+        self._total_pages = 1  # the list's length when last walked
         self.resume()
+        if pacer is not None:
+            saved = store.get_meta("budget_learned")
+            if saved:
+                pacer.learner.restore(json.loads(saved))
+            metrics.poll_budget.set(pacer.budget)
 
     def resume(self) -> None:
         """Take the state as it stands: at start, and when this instance leads again after
@@ -168,13 +180,20 @@ class Poller:
         store = self._store
         report = CycleReport()
         first_sync, state, full_walk = await store.call(self._start_cycle)
-        total_pages = await self._walk_head(
-            state, report, full_walk=full_walk, first_sync=first_sync
-        )
+        pacing = None if full_walk else await store.call(self._pace)
+        if pacing is None or pacing.walk_head:
+            total_pages = await self._walk_head(
+                state, report, full_walk=full_walk, first_sync=first_sync
+            )
+            self._total_pages = total_pages
+        else:
+            total_pages = self._total_pages  # positions follow the arrivals last measured
         if full_walk and not first_sync:
             await store.call(partial(store.set_meta, full_walk_requested=int(state.walk_unproven)))
         await store.call(partial(self._settle_arrivals, state))
-        await self._refresh_stragglers(state, report, total_pages)
+        await self._refresh_stragglers(
+            state, report, total_pages, only=None if pacing is None else pacing.orders
+        )
         if self._reconcile is not None and not full_walk:
             await self._reconcile_slice(state, report, total_pages)
         if not first_sync:
@@ -185,6 +204,8 @@ class Poller:
             await store.call(partial(self._finish_first_sync, state))
         self._after_gap = False
         await store.call(partial(store.set_meta, last_successful_poll=self._clock()))
+        if self._pacer is not None:
+            await store.call(partial(self._paced, state, report, pacing))
         return report
 
     def _start_cycle(self) -> tuple[bool, _CycleState, bool]:
@@ -202,6 +223,41 @@ class Poller:
         )
         full_walk = first_sync or self._store.get_meta("full_walk_requested") == "1"
         return first_sync, state, full_walk
+
+    def _pace(self) -> PacingPlan | None:
+        """What the request budget says this cycle fetches (None: no budget)."""
+        if self._pacer is None:
+            return None
+        pacing = self._pacer.plan(self._store.open_statuses(), self._store.arrivals, self._clock())
+        if pacing.floor_wins:
+            self._metrics.floor_wins.inc()
+        if self._pacer.schedule is not None:
+            self._metrics.expected_delay.set(self._pacer.schedule.expected_delay)
+        return pacing
+
+    def _paced(self, state: _CycleState, report: CycleReport, pacing: PacingPlan | None) -> None:
+        """Tell the request budget what the cycle saw; keep what it learned."""
+        assert self._pacer is not None  # noqa: S101 - checked by the caller
+        # A full walk's new orders are the list, not arrivals.
+        self._pacer.observed(
+            self._clock(),
+            state.seen,
+            head_walked=(pacing is None or pacing.walk_head) and not report.full_walk,
+            counts=self._counts,
+            exits=report.exits,
+            arrivals=report.new_orders,
+        )
+        for status, rate in self._pacer.learner.exit_rates().items():
+            self._metrics.exit_rate.labels(status=status).set(rate)
+        plan = (
+            []
+            if self._pacer.schedule is None
+            else plan_summary(self._pacer.schedule, self._pacer.units)
+        )
+        self._store.set_meta(
+            budget_learned=json.dumps(self._pacer.learner.to_json()),
+            budget_plan=json.dumps({"arrivals": self._pacer.learner.arrival_rate, "groups": plan}),
+        )
 
     async def _walk_head(
         self, state: _CycleState, report: CycleReport, *, full_walk: bool, first_sync: bool
@@ -269,13 +325,19 @@ class Poller:
         return total_pages
 
     async def _refresh_stragglers(
-        self, state: _CycleState, report: CycleReport, total_pages: int
+        self,
+        state: _CycleState,
+        report: CycleReport,
+        total_pages: int,
+        *,
+        only: frozenset[str] | None = None,
     ) -> None:
-        """Open orders the walk did not show: their predicted pages, else ``/status``."""
+        """Open orders the walk did not show (of ``only``, when the budget chose): their
+        predicted pages, else ``/status``."""
         stragglers = [
             Straggler(order_id, anchor)
             for order_id, anchor in state.open_anchors.items()
-            if order_id not in state.seen
+            if order_id not in state.seen and (only is None or order_id in only)
         ]
         plan = plan_refresh(stragglers, state.arrivals or 0, total_pages=total_pages)
         by_status = list(plan.statuses)
@@ -598,6 +660,7 @@ class Poller:
                     self._counts[change.order.status] += 1
                 else:
                     report.transitions += 1
+                    report.exits[change.previous_status] += 1
                     self._counts[change.previous_status] -= 1
                     self._counts[change.order.status] += 1
                     self._measure(change, item.at)
@@ -614,6 +677,11 @@ class Poller:
             self._metrics.status_duration.labels(status=change.previous_status).observe(
                 now - change.previous.status_since
             )
+
+    def mark_gap(self) -> None:
+        """The watcher has been blind (an announced API outage): the changes the next
+        successful cycle finds are announced as changes across a gap."""
+        self._after_gap = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,15 @@ unless its status is listed as ``urgent``. A webhook's delivery is due at once.
 
 Once due, a route's waiting deliveries go as one digest when there are more than
 ``digest_threshold`` of them or any was held for quiet hours; otherwise one message each.
-Webhooks never get a digest.
+Webhooks never get a digest, and watcher notices and summaries are never part of one.
 
 A transition out of a status an order was reported stuck in (a resolution) also goes to every
 destination that got the stuck alert, whatever its filters: whoever was told of the problem
 is told it is over. A disabled webhook gets nothing.
+
+Events that concern no order (``watcher`` notices, ``summary``) pass status filters. A summary
+goes to the route ``[[notify.summaries]]`` names and nowhere else; a notice that a route or
+webhook is failing goes to the others.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Final, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from orderwatch._detect import Event, EventKind
+from orderwatch._detect import NO_ORDER_KINDS, Event, EventKind
 
 __all__ = [
     "Filters",
@@ -34,14 +38,19 @@ __all__ = [
     "plan_delivery",
     "recipients",
     "sends_as_digest",
+    "sent_alone",
 ]
 
 
 class Recipient(Protocol):
-    """What routing needs of a destination: its key and its filters' verdict."""
+    """What routing needs of a destination: its key, its route's (or webhook's) name and its
+    filters' verdict."""
 
     @property
     def key(self) -> str: ...
+
+    @property
+    def route(self) -> str: ...
 
     def accepts(self, event: Event) -> bool: ...
 
@@ -53,13 +62,25 @@ def recipients(
     event: Event, destinations: Sequence[R], *, disabled: Container[str], alerted: Collection[str]
 ) -> list[R]:
     """Who is told of ``event``: the destinations that accept it and, for a resolution, those
-    among ``alerted`` (the keys that got the order's stuck alert); never a ``disabled`` one."""
-    return [
-        d
-        for d in destinations
-        if d.key not in disabled
-        and (d.accepts(event) or (event.resolves_stuck and d.key in alerted))
-    ]
+    among ``alerted`` (the keys that got the order's stuck alert); never a ``disabled`` one.
+    A summary goes to its own route alone, whatever the route's filters; a notice that a route
+    or webhook is failing goes to every *other* one."""
+    return [d for d in destinations if d.key not in disabled and _told(event, d, alerted)]
+
+
+def _told(event: Event, destination: Recipient, alerted: Collection[str]) -> bool:
+    about = event.note.about if event.note is not None else None
+    if event.kind == "summary":
+        return destination.route == about
+    if about is not None and destination.route == about:
+        return False  # it would not hear that it fails
+    return destination.accepts(event) or (event.resolves_stuck and destination.key in alerted)
+
+
+def sent_alone(event: Event) -> bool:
+    """Whether ``event`` always goes as a message of its own, never in a digest: a watcher
+    notice or a summary (its text is made already, and a digest would bury it)."""
+    return event.note is not None
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
@@ -98,6 +119,8 @@ class Filters:
     def accepts(self, kind: str, status: str, previous_status: str | None) -> bool:
         if self.events is not None and kind not in self.events:
             return False
+        if kind in NO_ORDER_KINDS:  # they concern no order: status filters pass them
+            return True
         if self.statuses is not None and status not in self.statuses:
             return False
         return self.from_statuses is None or previous_status in self.from_statuses
@@ -169,9 +192,9 @@ def plan_delivery(policy: RoutePolicy, status: str, now: float) -> DeliveryPlan:
 
 
 def sends_as_digest(policy: RoutePolicy, waiting: int, *, held: bool) -> bool:
-    """Whether ``waiting`` due deliveries to one destination go as one digest: more than the
-    policy's ``digest_threshold``, or any ``held`` for quiet hours. Never a single delivery,
-    never with no threshold (webhooks)."""
+    """Whether ``waiting`` due deliveries to one destination (none of them :func:`sent_alone`)
+    go as one digest: more than the policy's ``digest_threshold``, or any ``held`` for quiet
+    hours. Never a single delivery, never with no threshold (webhooks)."""
     if waiting < 2 or policy.digest_threshold is None:
         return False
     return held or waiting > policy.digest_threshold

@@ -6,30 +6,38 @@ may add new orders at the head, move open orders one step along the documented p
 Delivered) and cancel a few. :class:`Sandbox` serves it over HTTP: ``POST /connect/token``,
 ``GET /v1/orders?page=N`` (newest first, 20 a page, list key ``data`` or ``orders``) and
 ``GET /v1/orders/{id}/status``. Its ``history`` records every change, for tests to compare
-with what was announced.
+with what was announced, and when it happened (``WorldChange.at``, by the world's clock).
+
+:class:`ShopDay` is a world with a realistic day instead of steps: orders arrive at the head,
+busier in working hours, and leave each status after a random time whose mean depends on the
+status; a long tail of old orders stays open for days. It runs on its own clock, compressed
+(``speed``) or simulated (a clock the caller moves), for the request-budget benchmark.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
+import math
 import random
 import secrets
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Final, Self
+from typing import Final, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from orderwatch._models import PAGE_SIZE
 
-__all__ = ["Faults", "Sandbox", "SandboxApp", "World", "WorldChange"]
+__all__ = ["DayPace", "Faults", "Sandbox", "SandboxApp", "ShopDay", "World", "WorldChange"]
 
 _NEXT: Final = {
     "Created": ("Payed",),
@@ -70,6 +78,7 @@ class WorldChange:
     number: int
     previous: str | None
     status: str
+    at: float = field(default=0.0, compare=False)  # the world's clock when it happened
 
 
 @dataclass(slots=True)
@@ -83,6 +92,7 @@ class World:
     move_rate: float = 0.25  # chance an open order moves on in a step
     cancel_rate: float = 0.03  # chance an open order is cancelled in a step
     number_step: int = 1  # numbers grow by 1 to this many (orders of other accounts between)
+    clock: Callable[[], float] = time.time  # stamps each change (``WorldChange.at``)
     rng: random.Random = field(init=False)
     newest_first: list[SandboxOrder] = field(init=False, default_factory=list)
     by_id: dict[str, SandboxOrder] = field(init=False, default_factory=dict)
@@ -122,19 +132,23 @@ class World:
         self.by_id[order.id] = order
         if order.status in _NEXT:
             self.open_ids.append(order.id)
-        self.history.append(WorldChange(order.id, order.number, None, order.status))
+        self.history.append(WorldChange(order.id, order.number, None, order.status, self.now()))
         return order
 
     def set_status(self, order_id: str, status: str) -> None:
         order = self.by_id[order_id]
         if order.status == status:
             return
-        self.history.append(WorldChange(order.id, order.number, order.status, status))
+        self.history.append(WorldChange(order.id, order.number, order.status, status, self.now()))
         order.status = status
         if status not in _NEXT and order_id in self.open_ids:
             self.open_ids.remove(order_id)
         elif status in _NEXT and order_id not in self.open_ids:
             self.open_ids.append(order_id)
+
+    def now(self) -> float:
+        """When a change made now happens (``WorldChange.at``)."""
+        return self.clock()
 
     def step(self) -> list[WorldChange]:
         """One tick of the lifecycle; returns what changed."""
@@ -154,6 +168,128 @@ class World:
         total_pages = max(1, -(-len(self.newest_first) // PAGE_SIZE))
         start = (number - 1) * PAGE_SIZE
         return self.newest_first[start : start + PAGE_SIZE], total_pages
+
+
+_HOUR: Final = 3600.0
+_DAY: Final = 24 * _HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class DayPace:
+    """How a simulated shop's day goes. Times in seconds of the shop's own clock."""
+
+    arrivals_per_day: float = 2000.0
+    working_hours: tuple[int, int] = (9, 18)  # arrivals are ``busy`` times as frequent then
+    busy: float = 4.0
+    dwell: tuple[tuple[str, float], ...] = (
+        ("Created", 5 * 60.0),
+        ("Payed", 30 * 60.0),
+        ("ReadyForDelivery", 3 * _HOUR),
+        ("PartiallyDelivered", 2 * _HOUR),
+        ("AwaitingCertificateAssignment", 30 * _HOUR),
+    )
+    awaiting_share: float = 0.15  # of orders leaving ReadyForDelivery, the rest partially
+    cancelled_share: float = 0.05  # of orders leaving Created
+    old_open: int = 100  # the long tail: old orders awaiting certificates for days
+    old_dwell: float = 5 * _DAY
+    dwell_scale: float = 1.0  # every mean above (but the tail's) times this
+
+    def mean_dwell(self, status: str) -> float:
+        return dict(self.dwell)[status] * self.dwell_scale
+
+    def arrival_rate(self, at: float) -> float:
+        """Arrivals a second at shop time ``at`` (0 is a midnight)."""
+        start, end = self.working_hours
+        hours = end - start
+        quiet = self.arrivals_per_day / (self.busy * hours + (24 - hours)) / _HOUR
+        busy = start <= (at % _DAY) / _HOUR < end
+        return quiet * self.busy if busy else quiet
+
+
+@dataclass(slots=True)
+class ShopDay(World):
+    """A :class:`World` whose orders move on their own schedule, in shop time.
+
+    Shop time is ``(clock() - start) * speed`` seconds; :meth:`step` (and :meth:`advance_to`)
+    apply, in order, every arrival and exit due by then. Before shop time 0 (a midnight) the
+    shop has run for ``warmup`` seconds, so that the open orders a day starts with are there.
+    """
+
+    pace: DayPace = field(default_factory=DayPace)
+    speed: float = 1.0
+    start: float = 0.0
+    warmup: float = _DAY
+    shop_time: float = field(init=False, default=0.0)
+    _due: list[tuple[float, int, str, str]] = field(init=False, default_factory=list)
+    _sequence: int = field(init=False, default=0)
+    _next_arrival: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self.open_orders = 0
+        self.arrival_rate = self.move_rate = self.cancel_rate = 0.0
+        World.__post_init__(self)
+        tail = self.rng.sample(self.newest_first, min(self.pace.old_open, len(self.newest_first)))
+        for order in tail:
+            self.set_status(order.id, "AwaitingCertificateAssignment")
+            self._schedule(order.id, 0.0, self.pace.old_dwell, "Delivered")
+        self.shop_time = -self.warmup
+        self._next_arrival = self._arrival_after(self.shop_time)
+        self.advance_to(0.0)
+        self.history.clear()
+
+    def _schedule(self, order_id: str, now: float, mean: float, status: str) -> None:
+        self._sequence += 1
+        heapq.heappush(self._due, (now + self.rng.expovariate(1 / mean), self._sequence,
+                                   order_id, status))  # fmt: skip
+
+    def _arrival_after(self, now: float) -> float:
+        """The next arrival, by thinning: candidates at the busiest rate, kept in proportion."""
+        top = self.pace.arrival_rate(self.pace.working_hours[0] * _HOUR)
+        while True:
+            now += self.rng.expovariate(top)
+            if self.rng.random() * top <= self.pace.arrival_rate(now):
+                return now
+
+    def _next_status(self, status: str) -> str:
+        if status == "Created" and self.rng.random() < self.pace.cancelled_share:
+            return "Cancelled"
+        if status == "ReadyForDelivery":
+            awaiting = self.rng.random() < self.pace.awaiting_share
+            return "AwaitingCertificateAssignment" if awaiting else "PartiallyDelivered"
+        return _NEXT[status][0]
+
+    def _enter(self, order_id: str, status: str, now: float) -> None:
+        if status in _NEXT:
+            mean = self.pace.mean_dwell(status)
+            self._schedule(order_id, now, mean, self._next_status(status))
+
+    def now(self) -> float:
+        """The moment, by the clock, of the arrival or exit being applied: a change happens
+        when it is due, even if the world catches up with it later."""
+        return self.start + self.shop_time / self.speed
+
+    def advance_to(self, until: float) -> list[WorldChange]:
+        """Apply everything due by shop time ``until``; returns what changed."""
+        first = len(self.history)
+        while True:
+            due = self._due[0][0] if self._due else math.inf
+            if min(due, self._next_arrival) > until:
+                break
+            if self._next_arrival <= due:
+                self.shop_time = self._next_arrival
+                order = self.add_order()
+                self._enter(order.id, order.status, self.shop_time)
+                self._next_arrival = self._arrival_after(self.shop_time)
+            else:
+                self.shop_time, _, order_id, status = heapq.heappop(self._due)
+                self.set_status(order_id, status)
+                self._enter(order_id, status, self.shop_time)
+        self.shop_time = max(self.shop_time, until)
+        return self.history[first:]
+
+    def step(self) -> list[WorldChange]:
+        """Catch up with the clock."""
+        return self.advance_to((self.clock() - self.start) * self.speed)
 
 
 @dataclass(slots=True)
@@ -208,12 +344,16 @@ class SandboxApp:
         faults: Faults | None = None,
         fault_seed: int = 0,
         etags: bool = True,
+        credentials_error: Literal["invalid_request", "invalid_client"] = "invalid_request",
     ) -> None:
         self.world = world or World()
         self.etags = etags  # answer If-None-Match with 304, as an API with ETags would
         self.list_key = list_key
         self.token_lifetime = token_lifetime
         self.client_id, self.client_secret = client_id, client_secret
+        # Bad credentials: the API's documented 400 invalid_request, or OAuth2's 401
+        # invalid_client (docs/orders-api.md: either may come).
+        self.credentials_error = credentials_error
         self.faults = faults or Faults()
         self.lock = threading.RLock()
         self.requests: Counter[str] = Counter()
@@ -229,6 +369,13 @@ class SandboxApp:
         token = secrets.token_urlsafe(24)
         self._tokens[token] = time.monotonic() + self.token_lifetime
         return token
+
+    def rotate_secret(self, secret: str) -> None:
+        """Accept only ``secret`` from now on and revoke every token issued, as rotating a
+        client secret does."""
+        with self.lock:
+            self.client_secret = secret
+            self._tokens.clear()
 
     def token_valid(self, header: str | None) -> bool:
         if not header or not header.startswith("Bearer "):
@@ -291,7 +438,8 @@ class SandboxApp:
                 and form.get("client_secret") == [self.client_secret]
             )
             if not ok:
-                return _json(400, {"error": "invalid_request"})
+                code = 401 if self.credentials_error == "invalid_client" else 400
+                return _json(code, {"error": self.credentials_error})
             return _json(
                 200,
                 {

@@ -1,17 +1,22 @@
-"""The daemon: the poll loop, the courier, the lease keeper and the metrics listener in one
-anyio task group.
+"""The daemon: the poll loop, the courier, the lease keeper, the console's clock and the
+listeners in one anyio task group.
 
 - :func:`build_parts` builds what the daemon is made of (state, API client, webhook sender,
-  courier, poller, leadership, metrics listener) from one configuration, and closes it again.
+  courier, dispatch, poller, console, leadership, metrics listener, ack page) from one
+  configuration, and closes it again.
 - It polls while it leads (``_leadership``): always, on a state file only it may open; on a
-  database several instances share, while it holds the lease, standing by otherwise.
+  database several instances share, while it holds the lease, standing by otherwise. The
+  console (watcher notices, summaries) runs only on the leader; every instance delivers and
+  serves the ack page.
 - SIGTERM or SIGINT stops it: no new cycle or send starts, sends already under way finish and
   are recorded, the state file is closed, and :meth:`Service.run` returns, within
   :data:`STOP_TIMEOUT` seconds.
 - SIGHUP reloads routes, webhooks, ``notify`` settings, stuck-order alerts and poll settings from
   the same file, keeping state and pending deliveries; an invalid file is rejected with its
   reasons logged, and the running configuration stays. Changes to ``[api]``, ``[state]``,
-  ``[metrics]`` and ``[log]`` need a restart (said in the log).
+  ``[metrics]``, ``[web]`` and ``[log]`` need a restart (said in the log).
+- Every poll's outcome and every send's go to the console (:mod:`_console`), which announces
+  outages and summaries; its clock checks what is due every :data:`_CONSOLE_TICK` seconds.
 - Under systemd it speaks sd_notify: ``READY=1`` once the first cycle has finished, ``STATUS=``
   after each cycle, ``WATCHDOG=1`` from the poll loop itself, ``RELOADING=1``, ``STOPPING=1``.
 """
@@ -25,6 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -32,7 +38,10 @@ import anyio
 import httpx
 import stamina.instrumentation
 
+from orderwatch._acklink import AckLinks
 from orderwatch._client import OrdersApi, RetryPolicy
+from orderwatch._console import Console, StateDesk
+from orderwatch._detect import Event
 from orderwatch._dispatch import DisabledWebhooks, Dispatcher
 from orderwatch._exceptions import (
     ApiError,
@@ -47,21 +56,26 @@ from orderwatch._leadership import Leadership
 from orderwatch._logging import redactor
 from orderwatch._metrics import Health, Metrics, MetricsServer
 from orderwatch._outbox import Courier
+from orderwatch._pacing import Pacer
 from orderwatch._planner import next_interval
 from orderwatch._poller import Poller
+from orderwatch._quota import RequestLedger, ledger_path
 from orderwatch._settings import Settings, load_settings
 from orderwatch._sinks import Destination, destinations_for, secrets_in
 from orderwatch._store import Store, open_store, url_secrets
 from orderwatch._stuck import StuckRule
 from orderwatch._systemd import SystemdNotifier
+from orderwatch._watcher import api_failure_reason
+from orderwatch._web import AckPage, WebServer
 from orderwatch._webhooks import WebhookSender
 
 __all__ = ["STOP_TIMEOUT", "Service", "ServiceOptions", "build_parts", "run_service"]
 
 log = logging.getLogger("orderwatch")
 
+_CONSOLE_TICK: Final = 15.0  # seconds between checks for due notices and summaries
 _MAX_NAP: Final = 5.0  # the loop wakes at least this often while it waits (watchdog, reload)
-_RESTART_SECTIONS: Final = ("api", "state", "metrics", "log")
+_RESTART_SECTIONS: Final = ("api", "state", "metrics", "web", "log")
 # How long a stop may take, in seconds: a send already under way is finished and recorded, and a
 # webhook's may use its whole 15 s timeout (_webhooks.TIMEOUT). The systemd unit's
 # TimeoutStopSec and the container stop timeout in docs/deploy.md give the daemon this long.
@@ -70,6 +84,16 @@ STOP_TIMEOUT: Final = 20.0
 
 def stuck_rules(settings: Settings) -> list[StuckRule]:
     return [StuckRule(r.status, r.after, r.repeat) for r in settings.alerts.stuck]
+
+
+def pacer_for(settings: Settings) -> Pacer | None:
+    """The request budget's pacer, with its ledger beside the state file (no budget: None)."""
+    poll = settings.poll
+    if poll.budget is None:
+        return None
+    ledger = RequestLedger(poll.budget, ledger_path(settings.state.path))
+    shortest = poll.min_interval or poll.interval / 60  # the fastest any unit is fetched
+    return Pacer(poll.budget, poll.interval, shortest, ledger)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +130,27 @@ class Parts:
     disabled: DisabledWebhooks
     dispatch: Dispatcher
     poller: Poller
+    console: Console
     metrics_server: MetricsServer | None
     leadership: Leadership
+    web: WebServer | None
+    pacer: Pacer | None = None  # the request budget (poll.budget)
 
 
-def destinations_of(settings: Settings, disabled: DisabledWebhooks) -> list[Destination]:
-    """The destinations of ``settings``; their credentials join the log redactor, and a webhook
-    disabled (410 Gone) stays so only while its configuration is unchanged."""
-    destinations = destinations_for(settings.notify)
+def ack_links(settings: Settings) -> Callable[[Event], str | None] | None:
+    """The maker of the ack link a stuck alert carries; None without ``[web]`` (no link)."""
+    if settings.web is None:
+        return None
+    return AckLinks(settings.web.public_url, settings.web.secret.get_secret_value()).for_event
+
+
+def destinations_of(
+    settings: Settings, disabled: DisabledWebhooks, links: Callable[[Event], str | None] | None
+) -> list[Destination]:
+    """The destinations of ``settings`` (stuck alerts carry ``links``); their credentials join
+    the log redactor, and a webhook disabled (410 Gone) stays so only while its configuration
+    is unchanged."""
+    destinations = destinations_for(settings.notify, links)
     redactor.add(*secrets_in(destinations))
     disabled.keep_only([d.key for d in destinations if d.kind == "webhook"])
     return destinations
@@ -174,7 +211,7 @@ async def build_parts(
         stack.push_async_callback(_close_shielded, webhooks)
         stack.callback(on_stop)
         disabled = DisabledWebhooks(courier_store)
-        destinations = destinations_of(settings, disabled)
+        destinations = destinations_of(settings, disabled, ack_links(settings))
         for name, reason, _ in store.disabled_webhooks().values():
             log.warning("notify: webhook %s stays %s", name, reason)
         server = None
@@ -186,6 +223,12 @@ async def build_parts(
             log.info("metrics on http://%s:%d/metrics", host, server.port)
             if host not in {"127.0.0.1", "localhost", "::1"}:
                 log.warning("metrics: listening on %s, reachable beyond this machine", host)
+        web = _ack_page(settings)
+        if web is not None:
+            stack.callback(web.close)
+        pacer = pacer_for(settings)
+        if pacer is not None:
+            stack.callback(pacer.ledger.close)
         api = await stack.enter_async_context(
             OrdersApi(
                 settings.api,
@@ -194,6 +237,7 @@ async def build_parts(
                 observe=observe_api,
                 on_secret=redactor.add,
                 on_malformed=lambda e: metrics.malformed_responses.labels(endpoint=e).inc(),
+                before_request=None if pacer is None else pacer.ledger.acquire,
             )
         )
         leadership = Leadership(
@@ -206,19 +250,12 @@ async def build_parts(
         )
         # First on the way out: a standby takes over at once.
         stack.push_async_callback(leadership.release)
-        courier = Courier(
-            courier_store,
-            destinations,
-            metrics,
-            webhooks=webhooks,
-            disabled=disabled,
-            claims=(leadership.holder, settings.ha.lease) if store.shared else None,
-        )
         dispatch = Dispatcher(
             store,
             destinations,
             disabled=disabled,
             stuck_rules=stuck_rules(settings),
+            # the courier is built last (it reports to the console): woken once it exists
             on_committed=lambda _: courier.wake(),
         )
         poller = Poller(
@@ -230,6 +267,19 @@ async def build_parts(
             on_page=on_page,
             concurrency=settings.api.concurrency,
             reconcile=settings.poll.full_sync_interval,
+            pacer=pacer,
+        )
+        console = Console(store, settings, destinations, dispatch, on_blind=poller.mark_gap)
+        courier = Courier(
+            courier_store,
+            destinations,
+            metrics,
+            webhooks=webhooks,
+            disabled=disabled,
+            claims=(leadership.holder, settings.ha.lease) if store.shared else None,
+            on_outcome=lambda d, error: _as_leader(
+                leadership, partial(console.delivery_outcome, d, error)
+            ),
         )
         log.info(
             "orderwatch started: watching %s every %gs, %d destinations, state %s%s",
@@ -239,7 +289,52 @@ async def build_parts(
             store.location,
             f", instance {settings.ha.instance}" if store.shared else "",
         )
-        yield Parts(store, api, webhooks, courier, disabled, dispatch, poller, server, leadership)
+        yield Parts(
+            store,
+            api,
+            webhooks,
+            courier,
+            disabled,
+            dispatch,
+            poller,
+            console,
+            server,
+            leadership,
+            web,
+            pacer,
+        )
+
+
+def _ack_page(settings: Settings) -> WebServer | None:
+    """The ack page's listener, with ``[web]`` and a ``web.listen`` address."""
+    if settings.web is None or settings.web.address is None:
+        return None
+    host, port = settings.web.address
+    page = AckPage(StateDesk(settings.state.location), settings.web.secret.get_secret_value())
+    web = WebServer(host, port, page)
+    log.info("ack page on http://%s:%d/ack/… for %s", host, web.port, settings.web.public_url)
+    return web
+
+
+def _as_leader(leadership: Leadership, action: Callable[[], None]) -> None:
+    """Run a console ``action`` only while this instance leads: the watcher's state and the
+    summaries are the leader's. A write that finds a newer leader's epoch stands it down."""
+    if not leadership.leader:
+        return
+    try:
+        action()
+    except LeadershipLostError as error:
+        log.warning("%s", error)
+        leadership.lost()
+    except StateUnavailableError:
+        pass  # the lease keeper says so, once per streak
+
+
+async def _console_clock(console: Console, leadership: Leadership) -> None:
+    """Watcher notices and summaries fall due between polls too."""
+    while True:
+        await anyio.sleep(_CONSOLE_TICK)
+        _as_leader(leadership, console.tick)
 
 
 async def _close_shielded(webhooks: WebhookSender) -> None:
@@ -282,8 +377,12 @@ class Service:
         if options.handle_signals:
             self._catch_early_signals()
         stamina.instrumentation.set_on_retry_hooks([])  # the client logs retries once per streak
-        api_secrets = (settings.api.client_secret, settings.api.token)
-        redactor.add(*(s.get_secret_value() for s in api_secrets if s is not None))
+        secrets = (
+            settings.api.client_secret,
+            settings.api.token,
+            None if settings.web is None else settings.web.secret,
+        )
+        redactor.add(*(s.get_secret_value() for s in secrets if s is not None))
         if settings.state.url is not None:
             redactor.add(*url_secrets(settings.state.url.get_secret_value()))
         self.metrics.lifecycle.state("starting")
@@ -303,6 +402,7 @@ class Service:
                     group.start_soon(parts.leadership.run)
                     group.start_soon(parts.courier.run)
                     group.start_soon(self._poll_forever, parts)
+                    group.start_soon(_console_clock, parts.console, parts.leadership)
             finally:
                 self.parts = None
 
@@ -327,6 +427,7 @@ class Service:
                 try:
                     if store.shared:  # another leader may have moved the state on meanwhile
                         await store.call(poller.resume)
+                        parts.console.resume()
                     await self._poll_as_leader(parts)
                 except LeadershipLostError as error:
                     log.warning("%s", error)
@@ -376,6 +477,7 @@ class Service:
                 raise
             except ApiError as error:
                 outcome = "failed"
+                parts.console.poll_outcome(api_failure_reason(error))
                 if failing != str(error):
                     if isinstance(error, CredentialsError):
                         log.error("%s", error)  # noqa: TRY400 - the message is the whole story
@@ -386,6 +488,7 @@ class Service:
                 if failing is not None:
                     log.info("poll succeeded again")
                 failing = None
+                parts.console.poll_outcome(None)
                 changed = bool(report.new_orders or report.transitions)
                 now = time.time()
                 self.health.last_success = now
@@ -401,13 +504,7 @@ class Service:
                 )
             self.metrics.poll_requests.observe(api.requests_made - requests_before)
             await self._cycle_done(parts, started, outcome)
-            poll = self.settings.poll
-            self._interval = next_interval(
-                self._interval,
-                changed=changed,
-                interval=poll.interval,
-                min_interval=poll.min_interval,
-            )
+            self._interval = self._next_wait(parts, changed=changed)
             await self._wait_for_next_cycle(started)
 
     async def _cycle_done(self, parts: Parts, started: float, outcome: str) -> None:
@@ -445,6 +542,29 @@ class Service:
             nap = min(remaining, _MAX_NAP, self.notifier.watchdog_interval or _MAX_NAP)
             await anyio.sleep(nap)
 
+    def _next_wait(self, parts: Parts, *, changed: bool) -> float:
+        """Seconds to the next cycle: when the budget's next unit falls due, else as
+        ``poll.interval`` and ``poll.min_interval`` say."""
+        if parts.pacer is not None:
+            return parts.pacer.wait(time.time())
+        poll = self.settings.poll
+        return next_interval(
+            self._interval, changed=changed, interval=poll.interval, min_interval=poll.min_interval
+        )
+
+    def _rebudget(self, new: Settings, parts: Parts) -> None:
+        """A reload's ``poll.budget`` and ``poll.interval`` for a running pacer; turning the
+        budget on or off takes a restart (the client's ledger is set up at start)."""
+        pacer = parts.pacer
+        if (new.poll.budget is None) != (pacer is None):
+            log.warning("reload: turning poll.budget on or off takes effect at restart")
+            return
+        if pacer is not None and new.poll.budget is not None:
+            pacer.budget = pacer.ledger.per_hour = new.poll.budget
+            pacer.floor_period = new.poll.interval
+            pacer.shortest = new.poll.min_interval or new.poll.interval / 60
+            self.metrics.poll_budget.set(new.poll.budget)
+
     # -- signals ----------------------------------------------------------------------------
 
     async def _handle_signals(self, scope: anyio.CancelScope) -> None:
@@ -474,10 +594,11 @@ class Service:
     def reload(self) -> None:
         """Apply ``[notify]``, ``[alerts]`` and ``[poll]`` from the config file again.
 
-        Routes and webhooks (a changed webhook is enabled again), ``notify.initial``, stuck-order
-        alerts, ``poll.interval``, ``poll.min_interval`` and ``poll.full_sync_interval`` take
-        effect at once; state and pending deliveries stay. A file that does not validate changes
-        nothing. Other sections are compared and reported as needing a restart.
+        Routes and webhooks (a changed webhook is enabled again), ``notify.initial``,
+        ``notify.watcher_after``, summaries, stuck-order alerts, ``poll.interval``,
+        ``poll.min_interval`` and ``poll.full_sync_interval`` take effect at once; state and
+        pending deliveries stay. A file that does not validate changes nothing. Other sections
+        are compared and reported as needing a restart.
         """
         parts = self.parts
         path = self.options.config_path
@@ -496,7 +617,8 @@ class Service:
             log.error("reload rejected: the running configuration stays")  # noqa: TRY400
         else:
             try:
-                destinations = destinations_of(new, parts.disabled)
+                # [web] needs a restart: the links stay those of the running configuration
+                destinations = destinations_of(new, parts.disabled, ack_links(self.settings))
             except StateUnavailableError as error:  # a shared database: nothing was applied
                 log.error("reload rejected: %s; the running configuration stays", error)  # noqa: TRY400
                 return
@@ -505,12 +627,14 @@ class Service:
                 announce_initial=new.notify.initial, reconcile=new.poll.full_sync_interval
             )
             parts.courier.configure(destinations)
+            self._rebudget(new, parts)
             parts.courier.wake()
             self.health.interval = new.poll.interval
             stale = [n for n in _RESTART_SECTIONS if getattr(new, n) != getattr(self.settings, n)]
             self.settings = self.settings.model_copy(
                 update={"notify": new.notify, "poll": new.poll, "alerts": new.alerts}
             )
+            parts.console.configure(self.settings, destinations)
             log.info(
                 "configuration reloaded: %d routes, %d webhooks, %d destinations, every %gs",
                 len(new.notify.routes),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import math
 import os
 import socket
 import ssl
@@ -36,18 +37,21 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orderwatch._apprise import apprise_problem
+from orderwatch._budget import floor_budget
 from orderwatch._detect import EventKind
 from orderwatch._exceptions import ConfigError
 from orderwatch._messages import template_problem
 from orderwatch._models import KNOWN_STATUSES, canonical_status
 from orderwatch._routing import QuietHours, parse_duration
 from orderwatch._store._url import url_problem
+from orderwatch._summary import SummarySchedule, summary_template_problem
 
 __all__ = [
     "ApiSettings",
     "NotifySettings",
     "RouteSettings",
     "Settings",
+    "SummarySettings",
     "WebhookSettings",
     "config_path",
     "default_state_path",
@@ -118,8 +122,28 @@ def _duration(value: object) -> float:
         raise PydanticCustomError("duration", str(error)) from None
 
 
+_PER_HOUR: Final = {"s": 3600.0, "m": 60.0, "min": 60.0, "h": 1.0, "hour": 1.0, "d": 1 / 24}
+
+
+def _per_hour(value: object) -> float:
+    """``"1200/h"`` (or ``/s``, ``/min``, ``/d``; a bare number is per hour) → requests an hour."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        count, _, unit = value.strip().partition("/")
+        factor = _PER_HOUR.get(unit.strip().lower() or "h")
+        try:
+            number = float(count)
+        except ValueError:
+            number = None
+        if factor is not None and number is not None:
+            return number * factor
+    raise PydanticCustomError("rate", 'must be requests per time, like "1200/h" or "20/min"')
+
+
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Duration = Annotated[float, BeforeValidator(_duration)]
+PerHour = Annotated[float, BeforeValidator(_per_hour)]
 
 
 def _loopback(host: str) -> bool:
@@ -186,12 +210,36 @@ class PollSettings(_Section):
     interval: Duration = Field(default=30.0, gt=0)
     min_interval: Duration | None = Field(default=None, gt=0)
     full_sync_interval: Duration = Field(default=24 * 3600.0, gt=0)
+    budget: PerHour | None = Field(default=None, gt=0)  # requests an hour; None: no budget
 
     @model_validator(mode="after")
     def _min_below_interval(self) -> PollSettings:
         if self.min_interval is not None and self.min_interval > self.interval:
             raise PydanticCustomError("interval", "min_interval must not exceed interval")
         return self
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_keeps_the_head(cls, budget: float | None, info: ValidationInfo) -> float | None:
+        """The head page alone needs one request per ``interval``; what the open orders need
+        is checked against the state file (``orderwatch check-config``)."""
+        interval = info.data.get("interval")
+        if budget is not None and interval is not None and budget < floor_budget(1, interval):
+            raise PydanticCustomError(
+                "budget",
+                "{budget}/h cannot fetch even the head page once per poll.interval "
+                "({interval}s): it needs at least {least}/h",
+                {
+                    "budget": f"{budget:g}",
+                    "interval": f"{interval:g}",
+                    "least": f"{math.ceil(floor_budget(1, interval)):g}",
+                },
+            )
+        return budget
+
+    def floor_budget(self, units: int) -> float:
+        """Requests an hour that fetch ``units`` pages or ``/status`` once per ``interval``."""
+        return floor_budget(units, self.interval)
 
 
 def _state_url(url: SecretStr) -> SecretStr:
@@ -250,19 +298,11 @@ class MetricsSettings(_Section):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        if value == "":
-            return value
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise PydanticCustomError("listen", 'must be "host:port" (or "" to turn it off)')
-        return value
+        return _listen(value)
 
     @property
     def address(self) -> tuple[str, int] | None:
-        if not self.listen:
-            return None
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return _address(self.listen)
 
 
 def _known_status(value: str) -> str:
@@ -292,6 +332,17 @@ class _Filters(_Section):
     from_statuses: list[Status] | None = None
     events: list[EventKind] | None = None
 
+    @field_validator("events")
+    @classmethod
+    def _not_summary(cls, kinds: list[EventKind] | None) -> list[EventKind] | None:
+        if kinds is not None and "summary" in kinds:
+            raise PydanticCustomError(
+                "events",
+                "a summary goes to the route [[notify.summaries]] names, whatever its filters: "
+                "leave it out of events",
+            )
+        return kinds
+
 
 class RouteSettings(_Filters):
     name: str = Field(min_length=1)
@@ -301,19 +352,27 @@ class RouteSettings(_Filters):
     body: str | None = None
     digest_title: str | None = None
     digest_body: str | None = None
+    summary_title: str | None = None
+    summary_body: str | None = None
     group_wait: Duration = Field(default=10.0, ge=0)
     digest_threshold: int = Field(default=5, ge=1)
     quiet_hours: str | None = None
     timezone: str = "UTC"
     urgent: list[Status] = Field(default_factory=list)
 
-    @field_validator("title", "body", "digest_title", "digest_body")
+    @field_validator(
+        "title", "body", "digest_title", "digest_body", "summary_title", "summary_body"
+    )
     @classmethod
     def _template(cls, source: str | None, info: ValidationInfo) -> str | None:
         if source is None:
             return None
-        digest = bool(info.field_name and info.field_name.startswith("digest_"))
-        problem = template_problem(source, digest=digest, fmt=info.data.get("format", "text"))
+        name = info.field_name or ""
+        fmt = info.data.get("format", "text")
+        if name.startswith("summary_"):
+            problem = summary_template_problem(source, fmt=fmt)
+        else:
+            problem = template_problem(source, digest=name.startswith("digest_"), fmt=fmt)
         if problem:
             raise PydanticCustomError("template", problem)
         return source
@@ -331,13 +390,7 @@ class RouteSettings(_Filters):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise PydanticCustomError(
-                "timezone", "unknown time zone '{name}' (e.g. Europe/Moscow)", {"name": name}
-            ) from None
-        return name
+        return _zone_name(name)
 
     def quiet(self) -> QuietHours | None:
         return (
@@ -364,11 +417,54 @@ class WebhookSettings(_Filters):
     secret: Annotated[Secret, AfterValidator(_webhook_secret)]
 
 
+def _zone_name(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "timezone", "unknown time zone '{name}' (e.g. Europe/Moscow)", {"name": name}
+        ) from None
+    return name
+
+
+class SummarySettings(_Section):
+    route: str = Field(min_length=1)
+    every: Literal["day", "week"] = "day"
+    at: str = "09:00"
+    timezone: Annotated[str, AfterValidator(_zone_name)] = "UTC"
+
+    @field_validator("at")
+    @classmethod
+    def _time_of_day(cls, at: str) -> str:
+        try:
+            SummarySchedule.parse("day", at, "UTC")
+        except ValueError as error:
+            raise PydanticCustomError("at", str(error).removeprefix("at ")) from None
+        return at
+
+    def schedule(self) -> SummarySchedule:
+        return SummarySchedule.parse(self.every, self.at, self.timezone)
+
+
 class NotifySettings(_Section):
     initial: bool = False
     max_age: Duration = Field(default=24 * 3600.0, gt=0)
+    watcher_after: Duration = Field(default=300.0, gt=0)
     routes: list[RouteSettings] = Field(default_factory=list)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
+    summaries: list[SummarySettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _summaries_name_routes(self) -> NotifySettings:
+        routes = {route.name for route in self.routes}
+        unknown = sorted({s.route for s in self.summaries if s.route not in routes})
+        if unknown:
+            raise PydanticCustomError(
+                "summary_route",
+                "summaries name no route called {names} (a summary goes to a route, not a webhook)",
+                {"names": ", ".join(unknown)},
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> NotifySettings:
@@ -404,6 +500,41 @@ class AlertsSettings(_Section):
         return rules
 
 
+def _listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if value and (not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536):
+        raise PydanticCustomError("listen", 'must be "host:port" (or "" to turn it off)')
+    return value
+
+
+def _address(listen: str) -> tuple[str, int] | None:
+    if not listen:
+        return None
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class WebSettings(_Section):
+    """The ack page: ``listen`` (where), ``public_url`` (how people reach it), ``secret``."""
+
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:9465"
+    public_url: HttpUrl
+    secret: Secret
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr) -> SecretStr:
+        if len(secret.get_secret_value()) < 16:
+            raise PydanticCustomError(
+                "secret", "must be at least 16 characters (it signs the ack links)"
+            )
+        return secret
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return _address(self.listen)
+
+
 class LogSettings(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -426,6 +557,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    web: WebSettings | None = None
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

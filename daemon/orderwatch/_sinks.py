@@ -8,7 +8,7 @@ state file never holds a URL or its credentials. apprise itself is confined to `
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar
 
@@ -65,13 +65,16 @@ def _filters(source: RouteSettings | WebhookSettings) -> Filters:
     )
 
 
-def _route_destinations(route: RouteSettings, max_age: float) -> list[Destination]:
+def _route_destinations(
+    route: RouteSettings, max_age: float, ack_link: Callable[[Event], str | None] | None
+) -> list[Destination]:
     templates = MessageTemplates(
         title=route.title,
         body=route.body,
         digest_title=route.digest_title,
         digest_body=route.digest_body,
         fmt=route.format,
+        ack_link=ack_link,
     )
     policy = RoutePolicy(
         group_wait=route.group_wait,
@@ -108,9 +111,14 @@ def _webhook_destination(webhook: WebhookSettings) -> Destination:
     )
 
 
-def destinations_for(notify: NotifySettings) -> list[Destination]:
-    """Every destination of every route, then every webhook, in configuration order."""
-    found = [d for route in notify.routes for d in _route_destinations(route, notify.max_age)]
+def destinations_for(
+    notify: NotifySettings, ack_link: Callable[[Event], str | None] | None = None
+) -> list[Destination]:
+    """Every destination of every route, then every webhook, in configuration order.
+    ``ack_link`` makes the link a stuck alert carries (with ``[web]``)."""
+    found = [
+        d for route in notify.routes for d in _route_destinations(route, notify.max_age, ack_link)
+    ]
     return found + [_webhook_destination(webhook) for webhook in notify.webhooks]
 
 

@@ -48,8 +48,21 @@ def _total(total: Decimal | None) -> int | float | None:
     return int(total) if total == total.to_integral_value() else float(total)
 
 
+def _note_payload(event: Event, event_id: str) -> bytes:
+    assert event.note is not None  # noqa: S101 - the caller checked
+    body = {
+        "type": f"{event.kind}.{event.note.case}",
+        "timestamp": _iso(event.detected_at),
+        "data": {"event_id": event_id, **event.note.data, "title": event.note.title},
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def payload(event: Event, event_id: str) -> bytes:
-    """The JSON body for ``event``: stable, so every retry carries the same bytes."""
+    """The JSON body for ``event``: stable, so every retry carries the same bytes.
+    A watcher notice is ``watcher.<case>`` (``watcher.api_unreachable`` …)."""
+    if event.note is not None:
+        return _note_payload(event, event_id)
     order = event.order
     spent = (
         event.detected_at - event.previous_since

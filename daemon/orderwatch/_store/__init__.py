@@ -6,6 +6,7 @@
 
 The store is split by concern, each written once in portable SQL over a backend's primitives
 (``_base``): ``_schema`` (schema versions and migrations), ``_orders`` (orders and events),
+``_notes`` (watcher notices and summaries), ``_acks`` (acknowledgements and silences),
 ``_deliveries`` (the outbox and delivery claims), ``_meta`` (meta values), ``_lease`` (the
 leader lease and its fencing epoch), ``_migrate`` (a state file into PostgreSQL).
 """
@@ -17,12 +18,13 @@ from pathlib import Path
 from orderwatch._store._interface import Store
 from orderwatch._store._lease import Lease, decide_lease
 from orderwatch._store._records import Delivery, StoredEvent, Target
-from orderwatch._store._schema import MIGRATIONS
+from orderwatch._store._schema import MIGRATIONS, SCHEMA_VERSION
 from orderwatch._store._sqlite import SqliteStore
 from orderwatch._store._url import masked_url, url_problem, url_secrets
 
 __all__ = [
     "MIGRATIONS",
+    "SCHEMA_VERSION",
     "Delivery",
     "Lease",
     "SqliteStore",

@@ -1,4 +1,5 @@
-"""The outbox: pending, sent and dead deliveries, disabled webhooks, and who delivers what.
+"""The outbox: pending, sent, dead and silenced deliveries, disabled webhooks, and who delivers
+what.
 
 - A delivery leaves ``pending`` only through :meth:`Deliveries.mark_sent` (after the
   destination accepted it) or :meth:`Deliveries.mark_dead`. A crash at any moment leaves it
@@ -95,6 +96,14 @@ class Deliveries(Database):
             (error, now),
         )
 
+    def mark_silenced(self, deliveries: Sequence[Delivery], silence: int, *, now: float) -> None:
+        """Record deliveries as silenced (by silence ``silence``) instead of sending them."""
+        self._update(
+            deliveries,
+            "UPDATE deliveries SET state = 'silenced', silenced_by = ?, done_at = ?",
+            (silence, now),
+        )
+
     def mark_retry(
         self, deliveries: Sequence[Delivery], error: str, *, next_attempt_at: float
     ) -> None:
@@ -168,6 +177,11 @@ class Deliveries(Database):
             ]
             for state in ("pending", "dead")
         }
+
+    def silenced_count(self) -> int:
+        return int(
+            self._query("SELECT count(*) AS n FROM deliveries WHERE state = 'silenced'")[0]["n"]
+        )
 
     # -- claims: one instance delivers a destination at a time -------------------------------
 

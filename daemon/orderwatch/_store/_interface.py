@@ -9,10 +9,11 @@ from typing import Final, TypeVar
 import anyio
 
 from orderwatch._models import FINAL_STATUSES
+from orderwatch._store._acks import Acks
 from orderwatch._store._deliveries import Deliveries
 from orderwatch._store._lease import SoleLease
 from orderwatch._store._meta import Meta
-from orderwatch._store._orders import Orders
+from orderwatch._store._notes import Notes
 
 __all__ = ["Store"]
 
@@ -24,7 +25,7 @@ _INVARIANTS = {
     "deliveries of events that do not exist": "SELECT count(*) AS n FROM deliveries "
     "WHERE event_seq NOT IN (SELECT seq FROM events)",
     "events of orders that do not exist": "SELECT count(*) AS n FROM events "
-    "WHERE order_id NOT IN (SELECT id FROM orders)",
+    "WHERE order_id != '' AND order_id NOT IN (SELECT id FROM orders)",
     "orders whose final flag disagrees with their status": "SELECT count(*) AS n FROM orders "
     f"WHERE is_final != CASE WHEN status IN ({_FINAL_IN_SQL}) THEN 1 ELSE 0 END",
     "sent or dead deliveries without a completion time": "SELECT count(*) AS n FROM "
@@ -32,8 +33,9 @@ _INVARIANTS = {
 }
 
 
-class Store(Orders, Deliveries, Meta, SoleLease):
-    """The state: orders and events, the outbox, meta values, the leader lease.
+class Store(Notes, Acks, Deliveries, Meta, SoleLease):
+    """The state: orders and events, notices and summaries, acknowledgements and silences, the
+    outbox, meta values, the leader lease.
 
     Open one with :func:`~orderwatch._store.open_store`; close it with :meth:`close`. Errors
     opening, reading or writing raise :class:`~orderwatch.StateError` naming the store (a path,
@@ -41,10 +43,17 @@ class Store(Orders, Deliveries, Meta, SoleLease):
     """
 
     latest_schema: int  # the schema version this orderwatch writes
+    console_schema: int  # the first schema version with acks, silences and summaries sent
 
     @property
     @abstractmethod
     def schema_version(self) -> int: ...
+
+    @property
+    def has_console(self) -> bool:
+        """True once the schema holds acks, silences and summaries sent (a store opened read-only
+        that the daemon has not migrated yet has none)."""
+        return self.schema_version >= self.console_schema
 
     @property
     def shared(self) -> bool:

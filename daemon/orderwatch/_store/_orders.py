@@ -17,6 +17,7 @@ from orderwatch._store._records import (
     StoredEvent,
     Target,
     known_from_row,
+    note_json,
     order_json,
     order_rows,
 )
@@ -61,6 +62,11 @@ class Orders(Database):
     def open_anchors(self) -> dict[str, int | None]:
         """Id → list anchor of every open order: what a cycle's planning needs, and no more."""
         return dict(self._tuples("SELECT id, anchor FROM orders WHERE is_final = 0"))
+
+    def open_statuses(self) -> dict[str, tuple[str, int | None]]:
+        """Id → (status, list anchor) of every open order: what the request budget plans with."""
+        rows = self._tuples("SELECT id, status, anchor FROM orders WHERE is_final = 0")
+        return {order_id: (status, anchor) for order_id, status, anchor in rows}
 
     def oldest_open_since(self) -> dict[str, float]:
         """For each open status, when its longest-waiting order entered it."""
@@ -161,7 +167,8 @@ class Orders(Database):
         self._executemany(
             "INSERT INTO events (seq, id, kind, order_id, previous_status, status, "
             "previous_since, previous_since_exact, detected_at, after_gap, order_json, "
-            "resolves_stuck, reminder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "resolves_stuck, reminder, acknowledged, note_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     item.seq,
@@ -177,6 +184,8 @@ class Orders(Database):
                     order_json(item.event.order),
                     int(item.event.resolves_stuck),
                     item.event.reminder,
+                    item.event.acknowledged,
+                    note_json(item.event.note),
                 )
                 for item in stored
             ],
@@ -193,6 +202,10 @@ class Orders(Database):
                 rows,
             )
         return stored
+
+    def order_by_number(self, number: int) -> KnownOrder | None:
+        rows = self._tuples(f"SELECT {KNOWN_COLUMNS} FROM orders WHERE number = ?", (number,))
+        return known_from_row(rows[0]) if rows else None
 
     def stuck_recipients(self, order_id: str) -> set[tuple[str, str]]:
         """``(route, destination key)`` of every live delivery of a stuck alert for ``order_id``."""

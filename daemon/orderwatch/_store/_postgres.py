@@ -67,6 +67,7 @@ class PostgresStore(SharedLease, SharedDeliveries, Store):
     """A PostgreSQL database. Use :meth:`open`; close it with :meth:`close`."""
 
     latest_schema = POSTGRES_SCHEMA_VERSION
+    console_schema = 2
 
     def __init__(self, url: str, *, idle_timeout: float, application: str = "orderwatch") -> None:
         self.url = url
@@ -215,12 +216,14 @@ class PostgresStore(SharedLease, SharedDeliveries, Store):
             for row in rows:
                 copy.write_row(row)
 
-    def restart_event_seqs(self) -> None:
-        """Continue event sequence numbers after the highest stored (after a copy)."""
-        self._execute(
-            "SELECT setval(pg_get_serial_sequence('events', 'seq'), coalesce(max(seq), 0) + 1, "
-            "false) FROM events"
-        )
+    def restart_sequences(self) -> None:
+        """Continue event sequence numbers and silence ids after the highest stored (after a
+        copy)."""
+        for table, column in (("events", "seq"), ("silences", "id")):
+            self._execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                f"coalesce(max({column}), 0) + 1, false) FROM {table}"
+            )
 
     # -- the primitives ---------------------------------------------------------------------
 

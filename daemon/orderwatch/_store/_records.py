@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from orderwatch._detect import Change, Event, KnownOrder, NewOrder
+from orderwatch._detect import Change, Event, KnownOrder, NewOrder, Note
 from orderwatch._models import Order, is_final
 
 __all__ = [
@@ -17,7 +17,9 @@ __all__ = [
     "StoredEvent",
     "Target",
     "delivery_from_row",
+    "event_from_row",
     "known_from_row",
+    "note_json",
     "order_json",
     "order_rows",
 ]
@@ -90,23 +92,50 @@ KNOWN_COLUMNS: Final = (
 )
 
 
+def _note(text: str | None) -> Note | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    return Note(
+        data["case"], data["title"], data["body"], data.get("data") or {}, data.get("about")
+    )
+
+
+def note_json(note: Note | None) -> str | None:
+    """How an event's note is stored (None: the event concerns an order)."""
+    if note is None:
+        return None
+    return json.dumps(
+        {
+            "case": note.case,
+            "title": note.title,
+            "body": note.body,
+            "data": note.data,
+            "about": note.about,
+        },
+        ensure_ascii=False,
+    )
+
+
+def event_from_row(row: Any) -> Event:  # noqa: ANN401 - a row by column name, either driver's
+    return Event(
+        kind=row["kind"],
+        order=_order_from_json(row["order_json"]),
+        previous_status=row["previous_status"],
+        previous_since=row["previous_since"],
+        previous_since_exact=bool(row["previous_since_exact"]),
+        detected_at=row["detected_at"],
+        after_gap=bool(row["after_gap"]),
+        resolves_stuck=bool(row["resolves_stuck"]),
+        reminder=row["reminder"],
+        acknowledged=row["acknowledged"],
+        note=_note(row["note_json"]),
+    )
+
+
 def delivery_from_row(row: Any) -> Delivery:  # noqa: ANN401 - a row by column name, either driver's
     return Delivery(
-        stored=StoredEvent(
-            seq=row["seq"],
-            id=row["id"],
-            event=Event(
-                kind=row["kind"],
-                order=_order_from_json(row["order_json"]),
-                previous_status=row["previous_status"],
-                previous_since=row["previous_since"],
-                previous_since_exact=bool(row["previous_since_exact"]),
-                detected_at=row["detected_at"],
-                after_gap=bool(row["after_gap"]),
-                resolves_stuck=bool(row["resolves_stuck"]),
-                reminder=row["reminder"],
-            ),
-        ),
+        stored=StoredEvent(seq=row["seq"], id=row["id"], event=event_from_row(row)),
         route=row["route"],
         destination_key=row["destination"],
         attempts=row["attempts"],

@@ -11,7 +11,7 @@ from typing import Final
 
 __all__ = ["MIGRATIONS", "POSTGRES_MIGRATIONS", "POSTGRES_SCHEMA_VERSION", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 MIGRATIONS: Final = {
     1: """
@@ -76,12 +76,68 @@ CREATE TABLE disabled_webhooks (
 CREATE INDEX events_order ON events (order_id, kind);
 CREATE INDEX deliveries_dead ON deliveries (destination) WHERE state = 'dead';
 """,
+    3: """
+ALTER TABLE events ADD COLUMN acknowledged TEXT;
+ALTER TABLE events ADD COLUMN note_json TEXT;
+CREATE INDEX events_time ON events (detected_at);
+CREATE TABLE deliveries_v3 (
+    event_seq       INTEGER NOT NULL REFERENCES events (seq),
+    route           TEXT NOT NULL,
+    destination     TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'dead', 'silenced')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error      TEXT,
+    done_at         REAL,
+    held            INTEGER NOT NULL DEFAULT 0,
+    age_from        REAL,
+    silenced_by     INTEGER,
+    PRIMARY KEY (event_seq, destination)
+);
+INSERT INTO deliveries_v3 (event_seq, route, destination, state, attempts, next_attempt_at,
+    last_error, done_at, held, age_from)
+    SELECT event_seq, route, destination, state, attempts, next_attempt_at, last_error, done_at,
+        held, age_from FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v3 RENAME TO deliveries;
+CREATE INDEX deliveries_pending
+    ON deliveries (destination, event_seq) WHERE state = 'pending';
+CREATE INDEX deliveries_dead ON deliveries (destination) WHERE state = 'dead';
+CREATE INDEX deliveries_silenced ON deliveries (event_seq) WHERE state = 'silenced';
+CREATE TABLE acks (
+    order_id TEXT NOT NULL,
+    number   INTEGER NOT NULL,
+    status   TEXT NOT NULL,
+    since    REAL NOT NULL,
+    at       REAL NOT NULL,
+    until    REAL,
+    by       TEXT,
+    comment  TEXT,
+    PRIMARY KEY (order_id, status, since)
+);
+CREATE TABLE silences (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    statuses   TEXT,
+    orders     TEXT,
+    routes     TEXT,
+    events     TEXT,
+    created_at REAL NOT NULL,
+    ends_at    REAL NOT NULL,
+    comment    TEXT,
+    created_by TEXT
+);
+CREATE TABLE summaries_sent (
+    summary    TEXT PRIMARY KEY,
+    period_end REAL NOT NULL
+);
+""",
 }
 
-POSTGRES_SCHEMA_VERSION: Final = 1
+POSTGRES_SCHEMA_VERSION: Final = 2
 
-# The same tables as SQLite's schema 2 (so that a file migrates row for row), plus what
-# instances sharing the database need: the leader lease, the instances, delivery claims.
+# The same tables as SQLite's (version 1: SQLite's schema 2; version 2: SQLite's schema 3), so
+# that a file migrates row for row, plus what instances sharing the database need: the leader
+# lease, the instances, delivery claims.
 POSTGRES_MIGRATIONS: Final = {
     1: """
 CREATE TABLE meta (
@@ -159,6 +215,42 @@ CREATE TABLE destination_claims (
     destination TEXT PRIMARY KEY,
     holder      TEXT NOT NULL,
     expires_at  DOUBLE PRECISION NOT NULL
+);
+""",
+    2: """
+ALTER TABLE events ADD COLUMN acknowledged TEXT;
+ALTER TABLE events ADD COLUMN note_json TEXT;
+CREATE INDEX events_time ON events (detected_at);
+ALTER TABLE deliveries ADD COLUMN silenced_by BIGINT;
+ALTER TABLE deliveries DROP CONSTRAINT deliveries_state_check;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_state_check
+    CHECK (state IN ('pending', 'sent', 'dead', 'silenced'));
+CREATE INDEX deliveries_silenced ON deliveries (event_seq) WHERE state = 'silenced';
+CREATE TABLE acks (
+    order_id TEXT NOT NULL,
+    number   BIGINT NOT NULL,
+    status   TEXT NOT NULL,
+    since    DOUBLE PRECISION NOT NULL,
+    at       DOUBLE PRECISION NOT NULL,
+    until    DOUBLE PRECISION,
+    by       TEXT,
+    comment  TEXT,
+    PRIMARY KEY (order_id, status, since)
+);
+CREATE TABLE silences (
+    id         BIGSERIAL PRIMARY KEY,
+    statuses   TEXT,
+    orders     TEXT,
+    routes     TEXT,
+    events     TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    ends_at    DOUBLE PRECISION NOT NULL,
+    comment    TEXT,
+    created_by TEXT
+);
+CREATE TABLE summaries_sent (
+    summary    TEXT PRIMARY KEY,
+    period_end DOUBLE PRECISION NOT NULL
 );
 """,
 }

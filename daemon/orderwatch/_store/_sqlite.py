@@ -26,6 +26,7 @@ class SqliteStore(Store):
     """The SQLite state file. Use :meth:`open`; close it with :meth:`close`."""
 
     latest_schema = SCHEMA_VERSION
+    console_schema = 3
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection

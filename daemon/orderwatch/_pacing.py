@@ -1,0 +1,166 @@
+"""Pacing under a request budget: the state the budget needs between cycles (what was seen
+when, the learned rates, the hour's spend) around the pure choices of :mod:`_budget`.
+
+Each cycle the poller asks :meth:`Pacer.plan` which open orders to look at (and whether to walk
+the head), fetches them, then tells :meth:`Pacer.observed` what it saw; :meth:`Pacer.wait`
+says when the next cycle is due. No I/O here but the ledger's file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from orderwatch._budget import (
+    HEAD,
+    OpenOrder,
+    Schedule,
+    Unit,
+    allocate,
+    choose,
+    floor_budget,
+    next_due,
+    units_for,
+)
+from orderwatch._models import is_final
+from orderwatch._quota import RequestLedger
+from orderwatch._rates import RateLearner
+
+__all__ = ["Pacer", "PacingPlan", "open_units", "plan_summary"]
+
+log = logging.getLogger("orderwatch")
+
+PLANNED_SHARE = 0.95  # of the budget the schedule plans: the rest absorbs fallbacks and retries
+
+
+def open_units(
+    open_orders: Mapping[str, tuple[str, int | None]], arrivals: int, learner: RateLearner
+) -> list[Unit]:
+    """The units showing ``open_orders`` (id → status, anchor), valued by ``learner``;
+    ``arrivals`` turns an anchor into today's index (the last count measured)."""
+    orders = [
+        OpenOrder(order_id, status, None if anchor is None else anchor + arrivals)
+        for order_id, (status, anchor) in open_orders.items()
+    ]
+    return units_for(orders, learner.exit_rates(), learner.arrival_rate)
+
+
+@dataclass(frozen=True, slots=True)
+class PacingPlan:
+    """What a cycle looks at: the head walk, and the open orders whose unit is due."""
+
+    walk_head: bool
+    orders: frozenset[str]
+    units: tuple[Unit, ...]
+    forced: int = 0  # requests beyond the budget to keep the floor
+    floor_wins: bool = False  # the floor alone needs more than the budget
+
+
+@dataclass(slots=True)
+class Pacer:
+    """The request budget's memory between cycles. ``budget``: requests an hour;
+    ``floor_period``: seconds (``poll.interval``); ``shortest``: the shortest cycle, seconds."""
+
+    budget: float
+    floor_period: float
+    shortest: float
+    ledger: RequestLedger
+    learner: RateLearner = field(default_factory=RateLearner)
+    seen: dict[str, float] = field(default_factory=dict)  # order id (and HEAD) → last seen
+    schedule: Schedule | None = None
+    units: list[Unit] = field(default_factory=list)
+    floor_warned: bool = False
+    _counts: dict[str, int] = field(default_factory=dict)
+
+    def plan(
+        self, open_orders: Mapping[str, tuple[str, int | None]], arrivals: int, now: float
+    ) -> PacingPlan:
+        """``open_orders``: id → (status, anchor); ``arrivals``: the counter that turns an
+        anchor into today's index (the last one measured)."""
+        self.units = open_units(open_orders, arrivals, self.learner)
+        # Only open orders are planned: what became final is forgotten.
+        self.seen = {k: t for k, t in self.seen.items() if k in open_orders or k == HEAD}
+        need = floor_budget(len(self.units), self.floor_period)
+        self.schedule = allocate(
+            self.units,
+            max(self.budget * PLANNED_SHARE, need),
+            floor_period=self.floor_period,
+            max_rate=3600 / self.shortest,
+        )
+        floor_wins = need > self.budget
+        if floor_wins and not self.floor_warned:
+            log.warning(
+                "budget: %d open pages and orders need %d requests an hour to be read once per "
+                "poll.interval, more than poll.budget (%d/h); keeping the interval",
+                len(self.units),
+                math.ceil(need),
+                self.budget,
+            )
+        elif not floor_wins and self.floor_warned:
+            log.info("budget: the open orders fit poll.budget again")
+        self.floor_warned = floor_wins
+        # The ledger lets the floor win too: its limit follows the larger of the two.
+        self.ledger.per_hour = max(self.budget, need)
+        allowance = self.budget - self.ledger.spent(now)
+        choice = choose(
+            self.units, self.schedule, self.seen, now, cycle=self.wait(now), allowance=allowance
+        )
+        chosen = {order_id for unit in choice.units for order_id in unit.orders}
+        walk = any(unit.key == HEAD for unit in choice.units)
+        return PacingPlan(walk, frozenset(chosen), choice.units, choice.forced, floor_wins)
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next cycle: when the next unit falls due, within
+        [``shortest``, ``floor_period``]."""
+        if self.schedule is None:
+            return self.shortest
+        due = next_due(self.units, self.schedule, self.seen, now)
+        return min(self.floor_period, max(self.shortest, due))
+
+    def observed(
+        self,
+        now: float,
+        seen: Iterable[str],
+        *,
+        head_walked: bool,
+        counts: Mapping[str, int],
+        exits: Mapping[str, int],
+        arrivals: int,
+    ) -> None:
+        """What a cycle saw: the orders it showed, whether it walked the head, the orders per
+        status after it, the exits from each status and the new orders it found."""
+        for order_id in seen:
+            self.seen[order_id] = now
+        if head_walked:
+            self.seen[HEAD] = now
+        self.learner.advance(now, self._counts)
+        for status, count in exits.items():
+            self.learner.exited(status, count)
+        if head_walked:
+            self.learner.arrived(arrivals)
+        self._counts = {s: n for s, n in counts.items() if n > 0 and not is_final(s)}
+
+
+def plan_summary(schedule: Schedule, units: Iterable[Unit]) -> list[tuple[str, int, float, float]]:
+    """The planned fetch interval per group of units, for ``orderwatch status``:
+    ``(group, units, shortest seconds, longest seconds)``."""
+    groups: dict[str, list[float]] = {}
+    for unit in units:
+        if unit.key == HEAD:
+            group = "head (page 1 on)"
+        elif unit.page is not None:
+            group = f"pages {_band(unit.page)}"
+        else:
+            group = "/status requests"
+        groups.setdefault(group, []).append(schedule.interval(unit.key))
+    return [(g, len(v), min(v), max(v)) for g, v in groups.items()]
+
+
+def _band(page: int) -> str:
+    """2-10, 11-100, 101-1000, …: pages grouped by how deep they are."""
+    if page <= 10:
+        return "2-10"
+    low = 10 ** math.floor(math.log10(page - 1))
+    return f"{low + 1}-{low * 10}"

@@ -1,0 +1,78 @@
+"""The pacer: the budget's memory between cycles, around the pure allocation."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from orderwatch._budget import HEAD
+from orderwatch._pacing import Pacer, plan_summary
+from orderwatch._quota import RequestLedger
+
+T0 = 1_800_000_000.0
+
+
+def pacer(budget: float = 120.0, floor_period: float = 600.0) -> Pacer:
+    return Pacer(budget, floor_period, shortest=10.0, ledger=RequestLedger(budget, None))
+
+
+OPEN = {
+    "head-1": ("Created", 0),
+    "deep-1": ("AwaitingCertificateAssignment", 400),
+    "deep-2": ("AwaitingCertificateAssignment", 401),
+    "lone": ("ReadyForDelivery", 900),
+}
+
+
+def test_the_first_plan_fetches_everything_and_then_only_what_falls_due() -> None:
+    p = pacer()
+    first = p.plan(OPEN, arrivals=0, now=T0)
+    assert first.walk_head
+    assert first.orders == set(OPEN)
+    # Ten hours of fifty orders ready for delivery, none leaving: that status is slow.
+    p.observed(
+        T0 - 36000, (), head_walked=False, counts={"ReadyForDelivery": 50}, exits={}, arrivals=0
+    )
+    p.observed(T0, OPEN, head_walked=True, counts={}, exits={}, arrivals=0)
+    p.plan(OPEN, arrivals=0, now=T0)
+    later = p.plan(OPEN, arrivals=0, now=T0 + p.wait(T0))
+    assert {"deep-1", "deep-2"} <= later.orders  # two orders, worth the most: due first
+    assert "lone" not in later.orders  # worth almost nothing: at the floor
+
+
+def test_the_learner_follows_what_cycles_observe() -> None:
+    p = pacer()
+    p.plan(OPEN, arrivals=0, now=T0)
+    p.observed(T0, OPEN, head_walked=True, counts={"Created": 10}, exits={}, arrivals=0)
+    p.observed(
+        T0 + 3600,
+        OPEN,
+        head_walked=True,
+        counts={"Created": 10},
+        exits={"Created": 40},
+        arrivals=100,
+    )
+    assert p.learner.exit_rate("Created") > 3
+    assert p.learner.arrival_rate > 50
+
+
+def test_when_the_floor_needs_more_than_the_budget_it_wins_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    p = pacer(budget=12.0, floor_period=300.0)  # the head alone needs 12/h
+    with caplog.at_level(logging.WARNING, logger="orderwatch"):
+        plan = p.plan(OPEN, arrivals=0, now=T0)
+        again = p.plan(OPEN, arrivals=0, now=T0 + 1)
+    assert plan.floor_wins and again.floor_wins
+    assert caplog.text.count("more than poll.budget") == 1
+    assert p.ledger.per_hour == 3 * 12  # head, page 21, the lone order: the ledger lets them
+
+
+def test_status_groups_pages_by_depth() -> None:
+    p = pacer()
+    p.plan(OPEN, arrivals=0, now=T0)
+    assert p.schedule is not None
+    groups = {g: n for g, n, _, _ in plan_summary(p.schedule, p.units)}
+    assert groups == {"head (page 1 on)": 1, "pages 11-100": 1, "/status requests": 1}
+    assert HEAD in p.schedule.rates
