@@ -666,3 +666,32 @@ async def test_on_a_shared_database_no_round_trip_of_a_cycle_blocks_the_event_lo
     assert announced_on
     assert all(announced_on)
     assert sorted(rig.titles()) == sorted(set(world_changes(rig, mark)))
+
+
+async def test_a_new_term_as_leader_continues_from_what_the_other_leader_learned(
+    tmp_path: Path,
+) -> None:
+    """The request budget's learned rates are read again when this instance leads again:
+    another leader kept learning meanwhile, into the same state."""
+    import json
+
+    from orderwatch._pacing import Pacer
+    from orderwatch._quota import RequestLedger
+    from orderwatch._rates import RateLearner
+
+    app = SandboxApp(World(seed=3, orders=40, open_orders=10))
+    api, _ = in_memory_api(app)
+    store = open_store(tmp_path / "s.db")
+    pacer = Pacer(3600.0, 60.0, 1.0, RequestLedger(3600.0, None))
+    poller = Poller(api, store, Dispatcher(store, [DEST]), Metrics(), pacer=pacer)
+    other = RateLearner()
+    other.advance(1000.0, {"Payed": 5})
+    other.advance(4600.0, {"Payed": 5})
+    other.exited("Payed", 7)
+    other.arrived(30)
+    store.set_meta(budget_learned=json.dumps(other.to_json()))  # the other leader's last save
+    assert pacer.learner.to_json() != other.to_json()
+    poller.resume()
+    assert pacer.learner.to_json() == other.to_json()
+    await api.aclose()
+    store.close()

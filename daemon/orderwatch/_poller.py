@@ -152,19 +152,20 @@ class Poller:
         self._total_pages = 1  # the list's length when last walked
         self.resume()
         if pacer is not None:
-            saved = store.get_meta("budget_learned")
-            if saved:
-                pacer.learner.restore(json.loads(saved))
             metrics.poll_budget.set(pacer.budget)
 
     def resume(self) -> None:
         """Take the state as it stands: at start, and when this instance leads again after
-        another did (the counts moved on meanwhile)."""
+        another did (the counts, and the rates the request budget learned, moved on)."""
         # Changes seen in the first cycle after a restart may span the time nobody watched.
         self._after_gap = self._store.first_sync_done
         self._counts: Counter[str] = Counter(self._store.status_counts())
         self._unknown_to_api.clear()
         self._metrics.set_order_counts(self._counts)
+        if self._pacer is not None:
+            saved = self._store.get_meta("budget_learned")
+            if saved:
+                self._pacer.learner.restore(json.loads(saved))
 
     def configure(self, *, announce_initial: bool, reconcile: float | None = None) -> None:
         """Apply a reloaded configuration."""
