@@ -399,38 +399,34 @@ def table(rows: list[dict[str, object]], columns: list[str]) -> str:
     )
 
 
-def ingest_backends(
-    args: argparse.Namespace, scale: float, run: Callable[[str, Callable[[], object]], object]
-) -> int:
-    """Ingest with the state in SQLite and, beside it in the same run, in PostgreSQL."""
+def ingest_backends(args: argparse.Namespace, scale: float) -> int:
+    """Ingest with the state in SQLite and, beside it in the same run, in PostgreSQL:
+    ``--runs`` rounds, the backends taking turns within each round (a machine busy with other
+    work slows both alike); each figure as its median and spread, and PostgreSQL's rate over
+    SQLite's in the same round, round by round."""
+    runs: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for i in range(args.runs):
+        for postgres in (None, *([args.postgres] if args.postgres else [])):
+            for share, load in ((0.0, "unchanged"), (0.1, "10% changed")):
+                backend = "sqlite" if postgres is None else "postgresql"
+                print(f"… ingest, {load}, {backend}, run {i + 1} of {args.runs}", file=sys.stderr)
+                row = anyio.run(ingest, int(20_000 * scale), share, 3, postgres)
+                runs.setdefault((backend, load), []).append({"load": load, **row})
     rows = []
-    for postgres in (None, *([args.postgres] if args.postgres else [])):
-        for share, label in ((0.0, "unchanged"), (0.1, "10% changed")):
-            backend = "sqlite" if postgres is None else "postgresql"
-            rows.append(
-                run(
-                    f"ingest, {label}, {backend}",
-                    lambda share=share, postgres=postgres: ingest(
-                        int(20_000 * scale), share, seed=3, postgres=postgres
-                    ),
-                )
+    for (backend, load), found in runs.items():
+        key = "orders_per_second_wall" if load == "unchanged" else "changes_per_second_wall"
+        row = summarise(found)
+        row["rate"] = row[key]
+        if backend == "postgresql":
+            lite = runs[("sqlite", load)]
+            row["of_sqlite"] = spread(
+                [float(pg[key]) / float(sq[key]) for pg, sq in zip(found, lite, strict=True)]  # type: ignore[arg-type]
             )
+        rows.append(row)
     args.output.write_text(json.dumps({"ingest_backends": rows}, indent=2) + "\n")
-    print("\n## Ingest by backend (target: PostgreSQL >= half of SQLite's rate)\n")
-    print(
-        table(
-            rows,  # type: ignore[arg-type]
-            [
-                "backend",
-                "orders",
-                "transitions",
-                "cpu_seconds",
-                "wall_seconds",
-                "orders_per_second_wall",
-                "changes_per_second_wall",
-            ],
-        )
-    )
+    print(f"\n## Ingest by backend (target: PostgreSQL >= half of SQLite), {args.runs} runs\n")
+    columns = ["backend", "load", "orders", "transitions", "wall_seconds", "rate", "of_sqlite"]
+    print(table([{"of_sqlite": "", **row} for row in rows], [*columns, "cpu_seconds"]))
     return 0
 
 
@@ -461,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         return summarise(rows)  # type: ignore[arg-type]
 
     if args.only_ingest:
-        return ingest_backends(args, scale, run)
+        return ingest_backends(args, scale)
     requests = []
     for label, s in SCENARIOS.items():
         sized = Scenario(**{**s.__dict__, "orders": int(s.orders * scale)})

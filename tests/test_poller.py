@@ -495,13 +495,18 @@ async def test_a_batch_that_cannot_be_written_announces_nothing_of_it(
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("number_step", [1, 9], ids=["consecutive-numbers", "sparse-numbers"])
+@pytest.mark.parametrize(
+    ("number_step", "backend"),
+    [(1, "sqlite"), (9, "sqlite"), (1, "postgresql")],
+    ids=["consecutive-numbers", "sparse-numbers", "consecutive-numbers-postgresql"],
+)
 async def test_a_first_sync_under_arrivals_and_retried_pages_learns_every_order(
-    tmp_path: Path, number_step: int
+    tmp_path: Path, number_step: int, backend: str, request: pytest.FixtureRequest
 ) -> None:
     """Issue 10: 2,500 orders, a new one at the head every 100 ms, one request in ten failing
     and one in thirty dropped, four pages in flight. Retried pages answer after their
-    successors while orders shift between them; every order must still be learned."""
+    successors while orders shift between them; every order must still be learned (on
+    PostgreSQL too, where pages committed together are read ahead at once)."""
     from orderwatch._exceptions import ApiError
     from orderwatch._sandbox import Faults
 
@@ -522,7 +527,10 @@ async def test_a_first_sync_under_arrivals_and_retried_pages_learns_every_order(
             max_rps=400.0,
         )
         retry = RetryPolicy(attempts=8, wait_initial=0.05, wait_max=0.3, wait_jitter=0.05)
-        store = open_store(tmp_path / "state.db")
+        location: Path | str = tmp_path / "state.db"
+        if backend == "postgresql":
+            location = request.getfixturevalue("postgres_url")
+        store = open_store(location)
         async with OrdersApi(settings, retry=retry) as api:
             metrics = Metrics()
             poller = Poller(api, store, Dispatcher(store, [DEST]), metrics, concurrency=4)
@@ -634,16 +642,20 @@ async def test_on_a_shared_database_no_round_trip_of_a_cycle_blocks_the_event_lo
     store = open_store(postgres_url)
     loop = threading.current_thread()
     announced_on: list[bool] = []
+    rig = Rig(app, store, api, Metrics(), [])  # type: ignore[arg-type]
+
+    def announce(stored: list[StoredEvent]) -> None:
+        announced_on.append(threading.current_thread() is loop)
+        rig.announced.extend(s for s in stored if s.event.kind != "stuck")
+
     dispatch = Dispatcher(
-        store,
-        [DEST],
-        stuck_rules=[StuckRule("Payed", after=0.001, repeat=None)],
-        on_committed=lambda stored: announced_on.append(threading.current_thread() is loop),
+        store, [DEST], stuck_rules=[StuckRule("Payed", after=0.001)], on_committed=announce
     )
     async with api:
-        poller = Poller(api, store, dispatch, Metrics(), concurrency=4, reconcile=60.0)
+        poller = Poller(api, store, dispatch, rig.metrics, concurrency=4, reconcile=60.0)
         blocking = round_trips(store)
         await poller.cycle()  # the first sync
+        mark = len(world.history)
         for order_id in world.open_ids[::3]:
             world.set_status(order_id, "Payed")
         world.add_order()
@@ -653,3 +665,33 @@ async def test_on_a_shared_database_no_round_trip_of_a_cycle_blocks_the_event_lo
     assert not any(blocking)
     assert announced_on
     assert all(announced_on)
+    assert sorted(rig.titles()) == sorted(set(world_changes(rig, mark)))
+
+
+async def test_a_new_term_as_leader_continues_from_what_the_other_leader_learned(
+    tmp_path: Path,
+) -> None:
+    """The request budget's learned rates are read again when this instance leads again:
+    another leader kept learning meanwhile, into the same state."""
+    import json
+
+    from orderwatch._pacing import Pacer
+    from orderwatch._quota import RequestLedger
+    from orderwatch._rates import RateLearner
+
+    app = SandboxApp(World(seed=3, orders=40, open_orders=10))
+    api, _ = in_memory_api(app)
+    store = open_store(tmp_path / "s.db")
+    pacer = Pacer(3600.0, 60.0, 1.0, RequestLedger(3600.0, None))
+    poller = Poller(api, store, Dispatcher(store, [DEST]), Metrics(), pacer=pacer)
+    other = RateLearner()
+    other.advance(1000.0, {"Payed": 5})
+    other.advance(4600.0, {"Payed": 5})
+    other.exited("Payed", 7)
+    other.arrived(30)
+    store.set_meta(budget_learned=json.dumps(other.to_json()))  # the other leader's last save
+    assert pacer.learner.to_json() != other.to_json()
+    poller.resume()
+    assert pacer.learner.to_json() == other.to_json()
+    await api.aclose()
+    store.close()

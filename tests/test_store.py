@@ -659,3 +659,60 @@ def test_state_check_agrees_with_the_model_on_which_statuses_are_final(reopen: O
     with store._transaction():
         store._execute("UPDATE orders SET is_final = 1 - is_final WHERE status = 'Delivered'")
     assert store.check() == ["1 orders whose final flag disagrees with their status"]
+
+
+def test_a_polls_commits_skip_the_wal_flush_and_the_courier_s_sync_makes_them_durable(
+    postgres_url: str,
+) -> None:
+    """As on SQLite: orders and events committed by a batch do not wait for the disk; before
+    a send, the courier's sync (on a connection of its own) flushes them."""
+    poller, courier = open_store(postgres_url), open_store(postgres_url)
+    change = NewOrder(new_order(1))
+    (event,) = events_for([change], announce_new=True, after_gap=False, now=1.0)
+    with poller.batch():
+        [(setting,)] = poller._tuples("SELECT current_setting('synchronous_commit')")
+        poller.record({}, [change], [(event, [Target("ops", "k", 1.0)])], anchors_before={}, now=1)
+    assert setting == "off"
+    [(committed_at,)] = poller._tuples("SELECT pg_current_wal_insert_lsn()::text")
+    courier.sync()
+    [(flushed,)] = courier._tuples(
+        "SELECT pg_current_wal_flush_lsn() >= ?::pg_lsn", (committed_at,)
+    )
+    assert flushed
+    courier.mark_sent(courier.pending_deliveries(), now=2.0)  # a durable commit again
+    [(setting,)] = courier._tuples("SELECT current_setting('synchronous_commit')")
+    assert setting == "on"
+    poller.close()
+    courier.close()
+
+
+def test_event_numbers_keep_rising_when_leadership_moves_back_and_forth(postgres_url: str) -> None:
+    """Numbers are reserved a block at a time; a new term starts a new block, so an event
+    recorded later never gets a lower number than another leader's before it."""
+    a, b = open_store(postgres_url), open_store(postgres_url)
+    seqs = []
+    for number, store in enumerate([a, b, a], start=1):
+        store.fence(None, None)  # a new term (no lease row to check in this test)
+        change = NewOrder(new_order(number))
+        (event,) = events_for([change], announce_new=True, after_gap=False, now=1.0)
+        [stored] = store.record({}, [change], [(event, [])], anchors_before={}, now=1.0)
+        seqs.append(stored.seq)
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == 3
+    a.close()
+    b.close()
+
+
+def test_more_rows_than_one_statement_may_carry_are_written_whole(postgres_url: str) -> None:
+    """PostgreSQL takes at most 65,535 parameters a statement: the rows of a large insert
+    (here 6,000 events of 13 columns) are split across statements, none lost."""
+    store = open_store(postgres_url)
+    changes = [NewOrder(new_order(n)) for n in range(6000)]
+    events = events_for(changes, announce_new=True, after_gap=False, now=1.0)
+    stored = store.record(
+        {}, changes, [(e, [Target("ops", "k", 1.0)]) for e in events], anchors_before={}, now=1.0
+    )
+    assert len({s.seq for s in stored}) == 6000
+    assert store.status_counts() == {"Created": 6000}
+    assert store.queue_counts() == {"pending": 6000, "dead": 0}
+    store.close()

@@ -16,8 +16,9 @@ import json
 import logging
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -151,19 +152,20 @@ class Poller:
         self._total_pages = 1  # the list's length when last walked
         self.resume()
         if pacer is not None:
-            saved = store.get_meta("budget_learned")
-            if saved:
-                pacer.learner.restore(json.loads(saved))
             metrics.poll_budget.set(pacer.budget)
 
     def resume(self) -> None:
         """Take the state as it stands: at start, and when this instance leads again after
-        another did (the counts moved on meanwhile)."""
+        another did (the counts, and the rates the request budget learned, moved on)."""
         # Changes seen in the first cycle after a restart may span the time nobody watched.
         self._after_gap = self._store.first_sync_done
         self._counts: Counter[str] = Counter(self._store.status_counts())
         self._unknown_to_api.clear()
         self._metrics.set_order_counts(self._counts)
+        if self._pacer is not None:
+            saved = self._store.get_meta("budget_learned")
+            if saved:
+                self._pacer.learner.restore(json.loads(saved))
 
     def configure(self, *, announce_initial: bool, reconcile: float | None = None) -> None:
         """Apply a reloaded configuration."""
@@ -416,14 +418,31 @@ class Poller:
     async def _fetch_page(self, number: int, state: _CycleState, report: CycleReport) -> OrderPage:
         """Fetch and ingest one of several pages in flight. Pages that land together are
         ingested together, in one transaction (a group commit): after landing, a fetch lets
-        the others land theirs, and the first to resume ingests them all."""
+        the others land theirs, and the first to resume ingests them all: all that landed
+        before the store takes them (on a shared database, also those that landed while the
+        commit before ran in the store's thread)."""
         page = await self._list(number, state, report)
         state.landed.append((number, page))
         await anyio.lowlevel.checkpoint()
-        if state.landed:
-            landed, state.landed = state.landed, []
-            await self._ingest(sorted(landed, key=lambda item: item[0]), state, report)
+        if state.landed and not state.commit_queued:  # else the queued commit takes it
+            state.commit_queued = True
+            count, committed = await self._store.call(partial(self._commit_landed, state))
+            self._publish(committed, report)
+            for _ in range(count):
+                self._on_page()
         return page
+
+    def _commit_landed(self, state: _CycleState) -> tuple[int, list[_Committed]]:
+        """Commit every page landed so far (none: another call took them); how many."""
+        state.commit_queued = False  # a page landing from now on queues the next commit
+        landed: list[tuple[int, OrderPage]] = []
+        with suppress(IndexError):  # a deque's popleft is atomic: pages may land meanwhile
+            while True:
+                landed.append(state.landed.popleft())
+        if not landed:
+            return 0, []
+        _, committed = self._commit_pages(sorted(landed, key=lambda item: item[0]), state)
+        return len(landed), committed
 
     async def _ingest(
         self, pages: list[tuple[int, OrderPage]], state: _CycleState, report: CycleReport
@@ -443,9 +462,12 @@ class Poller:
         """The store's part of :meth:`_ingest`: look up, detect and write, in one transaction."""
         glances: list[dict[str, tuple[str, int | None]]] = []
         committed: list[_Committed] = []
+        ids = [[order.id for order in page.orders] for _, page in pages]
         with self._store.batch():
-            for number, page in pages:
-                glance = self._store.glance([order.id for order in page.orders])
+            if len(ids) > 1 and sum(map(len, ids)) == len(set().union(*ids)):
+                self._store.glance_ahead(ids)  # no order on two pages: see its promise
+            for (number, page), page_ids in zip(pages, ids, strict=True):
+                glance = self._store.glance(page_ids)
                 committed.append(self._ingest_page(page, number, glance, state))
                 glances.append(glance)
         return glances, committed
@@ -681,7 +703,8 @@ class _CycleState:
     seen: set[str] = field(default_factory=set)
     fetched: set[int] = field(default_factory=set)
     deferred: list[tuple[str, int]] = field(default_factory=list)
-    landed: list[tuple[int, OrderPage]] = field(default_factory=list)  # fetched, not ingested
+    landed: deque[tuple[int, OrderPage]] = field(default_factory=deque)  # fetched, not ingested
+    commit_queued: bool = False  # a commit of landed pages waits for the store
     learned: int = 0
     rejected: int = 0
     log: FetchLog = field(default_factory=FetchLog)  # every list answer, in order of arrival

@@ -67,7 +67,7 @@ def migrate_to_postgres(path: Path, url: str) -> Migrated:
                     f"state migrate: {target.location} is not empty ({taken} rows of orders, "
                     "events or meta values): migrate into an empty database"
                 )
-            with target.batch():
+            with target._transaction():  # noqa: SLF001 - one durable transaction, not pipelined
                 for table, columns in _TABLES.items():
                     target.copy_rows(table, columns, source.rows(table, columns))
                 target.restart_sequences()
