@@ -130,11 +130,14 @@ def hooks() -> Iterator[HookReceiver]:
             pass
 
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
             receiver = holder["r"]
             with receiver.lock:
                 code = receiver.answer
-                if code < 300 and receiver.rng.random() < receiver.fail_share:
+                if len(body) < length:
+                    code = 400  # the sender died mid-post (kill -9): a receiver takes no half body
+                elif code < 300 and receiver.rng.random() < receiver.fail_share:
                     code = 503
                 if code < 300:
                     receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
