@@ -4,13 +4,20 @@ period across a restart."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+
+import pytest
 
 from orderwatch._console import Console
 from orderwatch._dispatch import Dispatcher
 from orderwatch._settings import Settings
 from orderwatch._sinks import Destination
 from orderwatch._store import Store, open_store
+
+from .conftest import round_trips
+
+pytestmark = pytest.mark.anyio
 
 
 class Clock:
@@ -52,52 +59,95 @@ def notices(store: Store) -> list[tuple[str, str, str]]:
     ]  # type: ignore[union-attr]
 
 
-def test_an_api_outage_is_announced_once_to_every_route_even_across_a_restart(
+async def test_an_api_outage_is_announced_once_to_every_route_even_across_a_restart(
     tmp_path: Path,
 ) -> None:
     clock = Clock(1_767_600_000.0)
     store = open_store(tmp_path / "s.db")
     watcher = console(store, settings(), clock)
     for _ in range(20):  # 20 failed polls, 30 s apart: 10 minutes blind
-        watcher.poll_outcome("the Orders API answers with errors: HTTP 503")
+        await watcher.poll_outcome("the Orders API answers with errors: HTTP 503")
         clock.now += 30
     assert sorted(notices(store)) == [
         ("chat", "api_unreachable", "watcher"),
         ("ops", "api_unreachable", "watcher"),
     ]
     restarted = console(store, settings(), clock)
-    restarted.poll_outcome("the Orders API answers with errors: HTTP 503")
-    restarted.poll_outcome(None)
+    await restarted.poll_outcome("the Orders API answers with errors: HTTP 503")
+    await restarted.poll_outcome(None)
     cases = sorted(case for _, case, _ in notices(store))
     assert cases == ["api_recovered", "api_recovered", "api_unreachable", "api_unreachable"]
     store.close()
 
 
-def test_a_failing_destination_is_reported_to_the_others_only(tmp_path: Path) -> None:
+async def test_a_failing_destination_is_reported_to_the_others_only(tmp_path: Path) -> None:
     clock = Clock(1_767_600_000.0)
     store = open_store(tmp_path / "s.db")
     watcher = console(store, settings(watcher_after="1m"), clock)
-    watcher.delivery_outcome(DESTINATIONS[0], "HTTP 500")
+    await watcher.delivery_outcome(DESTINATIONS[0], "HTTP 500")
     clock.now += 61
-    watcher.tick()
+    await watcher.tick()
     assert notices(store) == [("chat", "destination_failing", "watcher")]
     store.close()
 
 
-def test_a_summary_is_committed_once_per_period_across_restarts(tmp_path: Path) -> None:
+async def test_a_summary_is_committed_once_per_period_across_restarts(tmp_path: Path) -> None:
     # 2026-01-05 08:00 Moscow; summaries at 09:00
     clock = Clock(1_767_589_200.0)
     config = settings(
         summaries=[{"route": "ops", "every": "day", "at": "09:00", "timezone": "Europe/Moscow"}]
     )
     store = open_store(tmp_path / "s.db")
-    console(store, config, clock).tick()  # first start: the clock starts
+    await console(store, config, clock).tick()  # first start: the clock starts
     assert notices(store) == []
     clock.now += 2 * 3600  # 10:00: stopped across 09:00, then started again
     for _ in range(3):
-        console(store, config, clock).tick()
+        await console(store, config, clock).tick()
     assert notices(store) == [("ops", "summary", "summary")]
     [delivery] = store.pending_deliveries()
     assert delivery.stored.event.note is not None
     assert delivery.stored.event.note.title.startswith("Daily summary to Mon 05 Jan 09:00")
     store.close()
+
+
+async def test_the_consoles_store_work_runs_off_the_event_loop_on_postgresql(
+    postgres_url: str,
+) -> None:
+    """Notices, the watcher's state and summaries are read and committed in the store's worker
+    thread; what was committed is announced (the courier woken) on the event loop."""
+    clock = Clock(1_767_589_200.0)  # 2026-01-05 08:00 Moscow; summaries at 09:00
+    config = settings(
+        watcher_after="1m",
+        summaries=[{"route": "ops", "every": "day", "at": "09:00", "timezone": "Europe/Moscow"}],
+    )
+    store = open_store(postgres_url)
+    loop = threading.current_thread()
+    announced_on: list[bool] = []
+    dispatch = Dispatcher(
+        store,
+        DESTINATIONS,
+        on_committed=lambda _: announced_on.append(threading.current_thread() is loop),
+    )
+    watcher = Console(store, config, DESTINATIONS, dispatch, clock=clock)
+    blocking = round_trips(store)
+    await watcher.tick()  # the summaries' clock starts
+    await watcher.poll_outcome("the Orders API answers with errors: HTTP 503")
+    await watcher.delivery_outcome(DESTINATIONS[0], "HTTP 500")
+    clock.now += 2 * 3600  # 10:00: the summary and both outages' notices are due
+    await watcher.tick()
+    await watcher.poll_outcome(None)
+    console_round_trips = list(blocking)  # the test's own reads below are not the console's
+    cases = sorted(case for _, case, _ in notices(store))
+    store.close()
+    assert cases == [
+        "api_recovered",
+        "api_recovered",
+        "api_unreachable",
+        "api_unreachable",
+        "destination_failing",
+        "summary",
+    ]
+    assert console_round_trips
+    assert not any(console_round_trips)
+    assert announced_on
+    assert all(announced_on)

@@ -79,7 +79,7 @@ class Watch:
             changes: list[WorldChange] = []
             while True:
                 await poller.cycle()
-                console.poll_outcome(None)
+                await console.poll_outcome(None)
                 self.detected += [(self.clock.now, change) for change in changes]
                 if self.clock.now + HALF_HOUR > until:
                     break

@@ -12,10 +12,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from orderwatch import load_settings
+from orderwatch import _service, load_settings
 from orderwatch._client import RetryPolicy
 from orderwatch._sandbox import Sandbox, World
 from orderwatch._service import Service, ServiceOptions
+from orderwatch._store import StoredEvent
 
 from .conftest import SECRET, HookReceiver, Receiver, eventually, sandbox_api, write_config
 
@@ -130,3 +131,67 @@ async def test_rejected_credentials_reach_the_channel_in_words_and_changes_meanw
     for secret in (configured, "rotated-elsewhere-secret"):
         assert secret not in str(receiver.received)
         assert secret not in str(hooks.accepted())
+
+
+async def test_a_standby_makes_no_watcher_notice_the_leader_announces_an_outage_once(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    receiver: Receiver,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two instances on one database, the standby started once the leader's state says the API
+    is failing: the outage is announced once, by the leader."""
+    monkeypatch.setattr(_service, "_CONSOLE_TICK", 0.1)  # the standby's clock ticks often
+
+    def config_of(name: str) -> Path:
+        return write_config(
+            tmp_path / f"{name}.toml",
+            api=sandbox_api(sandbox),
+            poll={"interval": 0.1},
+            state={"url": postgres_url},
+            ha={"instance": name, "lease": "2s"},
+            metrics={"listen": ""},
+            notify={
+                "watcher_after": "1s",
+                "routes": [
+                    {"name": "ops", "urls": [receiver.url], "group_wait": 0, "events": ["watcher"]}
+                ],
+            },
+        )
+
+    announced: list[tuple[str, str]] = []
+
+    def note_notices(name: str, service: Service) -> None:
+        """Note which instance commits each watcher notice (its dispatch announces it)."""
+        assert service.parts is not None
+        announce = service.parts.dispatch.announce
+
+        def noting(stored: list[StoredEvent]) -> None:
+            announced.extend(
+                (name, s.event.note.case)
+                for s in stored
+                if s.event.kind == "watcher" and s.event.note is not None
+            )
+            announce(stored)
+
+        monkeypatch.setattr(service.parts.dispatch, "announce", noting)
+
+    async with running(config_of("a")) as leader:
+        await eventually(lambda: leader.health.last_success is not None, "the leader's first sync")
+        note_notices("a", leader)
+        failed_before = cycles(leader)
+        sandbox.faults.errors = 1.0  # every request answers 500, 502 or 503 from now on
+        await eventually(lambda: cycles(leader) > failed_before, "a failed poll recorded")
+        async with running(config_of("b")) as standby:
+            await eventually(lambda: standby.parts is not None, "the standby's parts")
+            note_notices("b", standby)
+            await eventually(lambda: UNREACHABLE in receiver.titles(), "the outage's notice")
+            seen = cycles(leader)
+            await eventually(  # well past watcher_after again, the standby's clock ticking
+                lambda: cycles(leader) >= seen + 10, "ten more failing polls"
+            )
+            assert standby.parts is not None
+            assert not standby.parts.leadership.leader
+    assert receiver.titles().count(UNREACHABLE) == 1
+    assert announced == [("a", "api_unreachable")]

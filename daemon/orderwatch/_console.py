@@ -4,7 +4,8 @@ The I/O shell around the pure :mod:`_watcher`, :mod:`_summary` and :mod:`_silenc
 
 - :class:`Console` turns poll and delivery outcomes into watcher notices and due summaries into
   summary events, has dispatch plan their deliveries, commits them (so they are sent, retried
-  and silenced like any event) and keeps the watcher's state in the state. With several
+  and silenced like any event) and keeps the watcher's state in the state; its store work runs
+  through ``Store.call`` (off the event loop on a shared database). With several
   instances on one database only the leader runs it (the service sees to that), and a summary
   is recorded only by the instance that moves its period on (``Store.record_summary``): two
   instances never both send it.
@@ -19,7 +20,10 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+
+import anyio
 
 from orderwatch._acklink import AckToken
 from orderwatch._detect import Event, Note
@@ -28,7 +32,7 @@ from orderwatch._messages import title_for
 from orderwatch._settings import Settings, SummarySettings
 from orderwatch._silences import Ack, active_ack
 from orderwatch._sinks import Destination
-from orderwatch._store import Store, open_store
+from orderwatch._store import Store, StoredEvent, open_store
 from orderwatch._summary import StuckOrder, Summary, SummaryTemplates, due_period, summarize
 from orderwatch._watcher import Notice, WatcherState, notice_event
 from orderwatch._web import EpisodeView
@@ -99,7 +103,12 @@ class Console:
 
     ``dispatch`` decides who is told (:func:`_routing.recipients`: a summary goes to its route,
     a failing destination's notice to the others) and wakes the courier; ``on_blind`` is called
-    when an API outage is announced (the changes found after it are changes across a gap)."""
+    when an API outage is announced (the changes found after it are changes across a gap).
+
+    Every store call goes through :meth:`~orderwatch._store.Store.call` (in a worker thread on
+    a shared database): the decisions and the commits run there, what was committed is
+    announced back on the event loop. One outcome is handled at a time, in order: the watcher's
+    state moves on only once its commit holds (a failed one is decided again)."""
 
     def __init__(
         self,
@@ -113,53 +122,90 @@ class Console:
     ) -> None:
         self._store, self._dispatch, self._clock = store, dispatch, clock
         self._on_blind = on_blind
-        self._state = WatcherState.from_json(None)
-        self.resume()
-        self.configure(settings, destinations)
+        self._settings = settings
+        self._keys = {d.key for d in destinations}
+        self._state: WatcherState | None = None  # read from the store when first needed
+        self._reconfigured = True  # outages of destinations not in ``_keys`` to forget
+        self._lock = anyio.Lock()
 
-    def resume(self) -> None:
-        """Take the watcher's state from the store again (at start, and when this instance
-        becomes the leader: another may have moved it on meanwhile)."""
-        self._state = WatcherState.from_json(self._store.get_meta(_WATCHER_META))
+    async def resume(self) -> None:
+        """Take the watcher's state from the store again (when this instance becomes the
+        leader: another may have moved it on meanwhile)."""
+        async with self._lock:
+            self._state = None
 
     def configure(self, settings: Settings, destinations: Sequence[Destination]) -> None:
-        """Use these settings from now on (start, reload); outages of destinations no longer
-        configured are forgotten."""
+        """Use these settings from now on (reload); outages of destinations no longer
+        configured are forgotten (with the next outcome or tick)."""
         self._settings = settings
-        self._update(self._state.forget_except({d.key for d in destinations}), [])
+        self._keys = {d.key for d in destinations}
+        self._reconfigured = True
 
     # -- the watcher ------------------------------------------------------------------------
 
-    def poll_outcome(self, reason: str | None) -> None:
+    async def poll_outcome(self, reason: str | None) -> None:
         """A poll cycle ended: ``reason`` None when it succeeded, else why it failed (words)."""
-        decision = self._state.poll(ok=reason is None, now=self._clock(), reason=reason)
-        self._update(decision.state, decision.notices)
-        self.tick()
+        async with self._lock:
+            state = await self._current()
+            decision = state.poll(ok=reason is None, now=self._clock(), reason=reason)
+            await self._update(decision.state, decision.notices)
+        await self.tick()
 
-    def delivery_outcome(self, destination: Destination, error: str | None) -> None:
+    async def delivery_outcome(self, destination: Destination, error: str | None) -> None:
         """A send ended (the courier's hook): ``error`` None when it was accepted."""
-        decision = self._state.delivery(
-            destination.key, destination.route, ok=error is None, now=self._clock(), reason=error
-        )
-        self._update(decision.state, decision.notices)
+        async with self._lock:
+            state = await self._current()
+            decision = state.delivery(
+                destination.key,
+                destination.route,
+                ok=error is None,
+                now=self._clock(),
+                reason=error,
+            )
+            await self._update(decision.state, decision.notices)
 
-    def tick(self) -> None:
+    async def tick(self) -> None:
         """Send what is due now: notices of outages that lasted ``notify.watcher_after``, and
         summaries whose time has come."""
-        now = self._clock()
-        decision = self._state.due(now, self._settings.notify.watcher_after)
-        self._update(decision.state, decision.notices)
-        for summary in self._settings.notify.summaries:
-            self._summarize(summary, now)
+        async with self._lock:
+            now = self._clock()
+            state = await self._current()
+            decision = state.due(now, self._settings.notify.watcher_after)
+            await self._update(decision.state, decision.notices)
+            if self._settings.notify.summaries:
+                summaries = await self._store.call(
+                    partial(self._record_summaries, self._settings, now)
+                )
+                for route, event, stored in summaries:
+                    log.info("summary for %s: %s", route, title_for(event))
+                    self._dispatch.announce(stored)
 
-    def _update(self, state: WatcherState, notices: list[Notice]) -> None:
-        changed = state != self._state
-        self._state = state
+    async def _current(self) -> WatcherState:
+        """The watcher's state (under the lock): read from the store when not yet, without
+        the outages of destinations no longer configured."""
+        state = self._state
+        if state is None:
+            state = WatcherState.from_json(
+                await self._store.call(partial(self._store.get_meta, _WATCHER_META))
+            )
+            self._state, self._reconfigured = state, True
+        if self._reconfigured:
+            state = await self._update(state.forget_except(self._keys), [])
+            self._reconfigured = False
+        return state
+
+    async def _update(self, state: WatcherState, notices: list[Notice]) -> WatcherState:
+        """Commit ``state`` and ``notices`` (under the lock), then announce the notices;
+        returns ``state``, now the watcher's."""
         if not notices:
-            if changed:
-                self._store.set_meta(**{_WATCHER_META: state.to_json()})
-            return
-        now = self._clock()
+            if state != self._state:
+                await self._store.call(
+                    partial(self._store.set_meta, **{_WATCHER_META: state.to_json()})
+                )
+            self._state = state
+            return state
+        stored = await self._store.call(partial(self._record_notices, state, notices))
+        self._state = state
         for notice in notices:
             log.log(
                 logging.INFO if notice.case.endswith("recovered") else logging.WARNING,
@@ -169,36 +215,46 @@ class Console:
             )
             if notice.case == "api_unreachable":
                 self._on_blind()
+        self._dispatch.announce(stored)
+        return state
+
+    def _record_notices(self, state: WatcherState, notices: list[Notice]) -> list[StoredEvent]:
+        """The store's part of :meth:`_update` (in the store's worker thread)."""
+        now = self._clock()
         plan = [
             (event, targets)
             for event, targets in self._dispatch.plan([notice_event(n) for n in notices], now)
             if targets
         ]
         # The notices and the state that they were sent commit at once: none is sent twice.
-        stored = self._store.record_notes(plan, meta={_WATCHER_META: state.to_json()})
-        self._dispatch.announce(stored)
+        return self._store.record_notes(plan, meta={_WATCHER_META: state.to_json()})
 
     # -- summaries --------------------------------------------------------------------------
 
-    def _summarize(self, summary: SummarySettings, now: float) -> None:
-        key = summary_key(summary)
-        schedule = summary.schedule()
-        last = self._store.summary_sent(key)
-        if last is None:  # the first start only sets the clock going
-            self._store.record_summary(key, schedule.last_due(now), [])
-            return
-        period = due_period(schedule, last, now)
-        if period is None:
-            return
-        start, end = period
-        content = build_summary(self._store, start, end, now)
-        event = summary_event(self._settings, summary, content, now)
-        plan = [(e, targets) for e, targets in self._dispatch.plan([event], now) if targets]
-        stored = self._store.record_summary(key, end, plan)
-        if stored is None:
-            return  # another instance recorded (and sends) this period's summary
-        log.info("summary for %s: %s", summary.route, title_for(event))
-        self._dispatch.announce(stored)
+    def _record_summaries(
+        self, settings: Settings, now: float
+    ) -> list[tuple[str, Event, list[StoredEvent]]]:
+        """Record the summaries due ``now`` (in the store's worker thread): each one's route,
+        event and what was committed, to announce on the event loop."""
+        recorded = []
+        for summary in settings.notify.summaries:
+            key = summary_key(summary)
+            schedule = summary.schedule()
+            last = self._store.summary_sent(key)
+            if last is None:  # the first start only sets the clock going
+                self._store.record_summary(key, schedule.last_due(now), [])
+                continue
+            period = due_period(schedule, last, now)
+            if period is None:
+                continue
+            start, end = period
+            content = build_summary(self._store, start, end, now)
+            event = summary_event(settings, summary, content, now)
+            plan = [(e, targets) for e, targets in self._dispatch.plan([event], now) if targets]
+            stored = self._store.record_summary(key, end, plan)
+            if stored is not None:  # else another instance recorded (and sends) it
+                recorded.append((summary.route, event, stored))
+        return recorded
 
 
 class StateDesk:

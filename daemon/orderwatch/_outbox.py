@@ -106,7 +106,7 @@ class Courier:
         rng: random.Random | None = None,
         disabled: DisabledWebhooks | None = None,
         claims: tuple[str, float] | None = None,
-        on_outcome: Callable[[Destination, str | None], None] = lambda *_: None,
+        on_outcome: Callable[[Destination, str | None], Awaitable[None]] | None = None,
     ) -> None:
         """``claims`` (instances sharing a database): this instance's holder name and how long
         its claim on a destination lasts unless renewed."""
@@ -268,7 +268,8 @@ class Courier:
         with anyio.CancelScope(shield=True):
             outcome = await self._send_batch(destination, batch)
             delivered = await self._store.call(partial(self._settle, destination, batch, outcome))
-            self._on_outcome(destination, outcome.error)  # on the event loop: the console's
+        if self._on_outcome is not None:  # on the event loop: the console's
+            await self._on_outcome(destination, outcome.error)
         return delivered
 
     async def _send_batch(self, destination: Destination, batch: list[Delivery]) -> SendOutcome:

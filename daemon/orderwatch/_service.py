@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -316,13 +316,13 @@ def _ack_page(settings: Settings) -> WebServer | None:
     return web
 
 
-def _as_leader(leadership: Leadership, action: Callable[[], None]) -> None:
+async def _as_leader(leadership: Leadership, action: Callable[[], Awaitable[None]]) -> None:
     """Run a console ``action`` only while this instance leads: the watcher's state and the
     summaries are the leader's. A write that finds a newer leader's epoch stands it down."""
     if not leadership.leader:
         return
     try:
-        action()
+        await action()
     except LeadershipLostError as error:
         log.warning("%s", error)
         leadership.lost()
@@ -334,7 +334,7 @@ async def _console_clock(console: Console, leadership: Leadership) -> None:
     """Watcher notices and summaries fall due between polls too."""
     while True:
         await anyio.sleep(_CONSOLE_TICK)
-        _as_leader(leadership, console.tick)
+        await _as_leader(leadership, console.tick)
 
 
 async def _close_shielded(webhooks: WebhookSender) -> None:
@@ -427,7 +427,7 @@ class Service:
                 try:
                     if store.shared:  # another leader may have moved the state on meanwhile
                         await store.call(poller.resume)
-                        parts.console.resume()
+                        await parts.console.resume()
                     await self._poll_as_leader(parts)
                 except LeadershipLostError as error:
                     log.warning("%s", error)
@@ -477,7 +477,7 @@ class Service:
                 raise
             except ApiError as error:
                 outcome = "failed"
-                parts.console.poll_outcome(api_failure_reason(error))
+                await parts.console.poll_outcome(api_failure_reason(error))
                 if failing != str(error):
                     if isinstance(error, CredentialsError):
                         log.error("%s", error)  # noqa: TRY400 - the message is the whole story
@@ -488,7 +488,7 @@ class Service:
                 if failing is not None:
                     log.info("poll succeeded again")
                 failing = None
-                parts.console.poll_outcome(None)
+                await parts.console.poll_outcome(None)
                 changed = bool(report.new_orders or report.transitions)
                 now = time.time()
                 self.health.last_success = now
