@@ -51,7 +51,15 @@ def stuck_config(tmp_path: Path, sandbox: Sandbox, receiver: Receiver, port: int
 def test_a_stuck_alert_s_link_acknowledges_in_a_real_browser(
     tmp_path: Path, sandbox: Sandbox, receiver: Receiver, daemon_factory: Any, browser: Any
 ) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def page_says(text: str) -> None:
+        """Wait for the page (a new one after a form's POST) to show ``text``."""
+        WebDriverWait(
+            browser, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+        ).until(lambda b: text in b.find_element(By.TAG_NAME, "body").text)
 
     port = free_port()
     config = stuck_config(tmp_path, sandbox, receiver, port)
@@ -78,7 +86,7 @@ def test_a_stuck_alert_s_link_acknowledges_in_a_real_browser(
     browser.find_element(By.NAME, "by").send_keys("Anna")
     browser.find_element(By.NAME, "comment").send_keys("calling the supplier")
     browser.find_element(By.TAG_NAME, "button").click()
-    assert "Acknowledged by Anna" in browser.find_element(By.TAG_NAME, "body").text
+    page_says("Acknowledged by Anna")
 
     status = run_cli("status", "--config", str(config))
     assert re.search(
