@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orderwatch._rates import OPEN_STATUSES, RateLearner
+from orderwatch._models import OPEN_STATUSES
+from orderwatch._rates import RateLearner
 
 HOUR = 3600.0
 STEP = 60.0  # the learner is fed once a simulated minute, as a cycle would

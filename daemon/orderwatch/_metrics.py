@@ -42,14 +42,13 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from orderwatch._exceptions import OrderwatchError
-from orderwatch._models import FINAL_STATUSES, KNOWN_STATUSES
+from orderwatch._models import KNOWN_STATUSES, OPEN_STATUSES
 from orderwatch._version import __version__
 
 __all__ = ["Health", "Listener", "Metrics", "MetricsServer"]
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the scrape; nothing here reads them
 
-OPEN_STATUSES = tuple(s for s in KNOWN_STATUSES if s not in FINAL_STATUSES)
 LIFECYCLE_STATES = ("starting", "syncing", "running", "stopping")
 _MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
 _STATUS_BUCKETS = (

@@ -20,6 +20,7 @@ from orderwatch._exceptions import TransientApiError
 __all__ = [
     "FINAL_STATUSES",
     "KNOWN_STATUSES",
+    "OPEN_STATUSES",
     "PAGE_SIZE",
     "Order",
     "OrderPage",
@@ -41,6 +42,7 @@ KNOWN_STATUSES: Final = (
     "Cancelled",
 )
 FINAL_STATUSES: Final = frozenset({"Delivered", "Cancelled"})
+OPEN_STATUSES: Final = tuple(s for s in KNOWN_STATUSES if s not in FINAL_STATUSES)
 _ALIASES: Final = {"Canceled": "Cancelled"}
 _SPELLINGS: Final = frozenset(KNOWN_STATUSES) | _ALIASES.keys()
 

@@ -275,7 +275,7 @@ class Poller:
                 await self._store.call(
                     partial(self._store.set_meta, baseline_head=self._newer_than)
                 )
-            if not report.full_walk and not page.numbers_decrease:
+            if not report.full_walk and state.unordered:  # _list checked this page's order
                 log.warning(
                     "order list is not newest-first on page %d; walking it all", page_number
                 )

@@ -18,11 +18,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from orderwatch._models import KNOWN_STATUSES, is_final
+from orderwatch._models import OPEN_STATUSES, is_final
 
-__all__ = ["OPEN_STATUSES", "RateLearner"]
+__all__ = ["RateLearner"]
 
-OPEN_STATUSES = tuple(s for s in KNOWN_STATUSES if not is_final(s))
 _HOUR = 3600.0
 
 
