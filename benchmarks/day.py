@@ -1,6 +1,7 @@
 """The request budget judged on a simulated shop day (issue 14).
 
     .venv/bin/python benchmarks/day.py [--runs 3] [--budget 1200] [--interval 1800] [--quick]
+                                       [--jobs N]
 
 A day of the sandbox's :class:`~orderwatch._sandbox.ShopDay` (orders arrive at the head, busier
 in working hours, and leave each status after a random time whose mean depends on the status; a
@@ -9,9 +10,11 @@ detection, the sandbox app in-process through ``httpx.MockTransport``, and a clo
 ``1 / max_rps`` with every request and jumps to the next cycle between cycles. A whole day
 takes seconds, and nothing on a shared machine can change a figure.
 
-For every change the sandbox records when it happened (shop time); its delay is the time until
-orderwatch committed an event for that order that shows it (the courier's sending comes after
-and does not depend on the planner; ``service.py latency`` measures it). Changes during the
+For every change the sandbox records when it happened (shop time); its delay runs until a
+webhook receiver accepted an event that shows it (or a later status of the order). The
+courier is the daemon's own, on the same event loop as the poller: it sends what each commit
+announced before the next API request goes out and before the clock jumps to the next cycle,
+and the receiver takes ``SEND`` seconds per event, one after the other. Changes during the
 first sync are not counted.
 
 Compared, at the **same number of requests** over the day: the fixed-interval planner (every
@@ -26,30 +29,40 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import cast
 
 import anyio
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import HOOK, NO_RETRY, api_settings, cell, summarise
+import anyio.lowlevel
+from run import NO_RETRY, api_settings, cell, summarise
 
 from orderwatch._client import OrdersApi
 from orderwatch._dispatch import Dispatcher
 from orderwatch._metrics import Metrics
+from orderwatch._outbox import Courier
 from orderwatch._pacing import Pacer
 from orderwatch._poller import Poller
 from orderwatch._quota import RequestLedger
 from orderwatch._rates import RateLearner
-from orderwatch._sandbox import DayPace, SandboxApp, ShopDay
-from orderwatch._store import Store, StoredEvent
+from orderwatch._sandbox import DayPace, SandboxApp, ShopDay, WorldChange
+from orderwatch._sinks import Destination
+from orderwatch._store import Store, open_store
+from orderwatch._webhooks import WebhookSender
 
 HOUR = 3600.0
+Row = dict[str, object]
 DAY = 24 * HOUR
 
 
@@ -59,6 +72,55 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+SEND = 0.05  # seconds a webhook takes from the courier to the receiver's acceptance
+RECEIVER = Destination(
+    route="receiver", key="receiver", masked="http://receiver.invalid/",
+    url="http://receiver.invalid/", kind="webhook",
+    secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # made up: the receiver does not check
+)  # fmt: skip
+_FAST_DISK = "/dev/shm" if Path("/dev/shm").is_dir() else None  # the courier syncs every send
+
+
+@dataclass
+class Receiver:
+    """The webhook receiver, in simulated time: it accepts each event ``SEND`` seconds after
+    the courier started it, one at a time (the courier's worker for a destination sends in
+    order), and records when, by order number and the status the event shows."""
+
+    clock: Clock
+    free_at: float = 0.0
+    accepted: dict[int, list[tuple[str, float]]] = field(default_factory=lambda: defaultdict(list))
+
+    async def accept(self, request: httpx.Request) -> httpx.Response:
+        data = json.loads(request.content)["data"]
+        self.free_at = max(self.clock.now, self.free_at) + SEND
+        if "number" in data:  # not a watcher notice
+            self.accepted[data["number"]].append((data["status"], self.free_at))
+        return httpx.Response(204)
+
+    def delays(
+        self, changes: list[WorldChange], until: float
+    ) -> Iterator[tuple[WorldChange, float]]:
+        """Each change with the time from it to the first accepted event that shows it or a
+        later status of its order (an order that moved twice between two fetches is told
+        once, with its newest status); ``until`` for a change never told."""
+        by_order: dict[int, list[WorldChange]] = defaultdict(list)
+        for change in changes:
+            by_order[change.number].append(change)
+        for number, own in by_order.items():
+            statuses = [change.status for change in own]  # an order never returns to a status
+            told = self.accepted.get(number, [])
+            for i, change in enumerate(own):
+                times = [at for status, at in told if status in statuses[i:]]
+                yield change, min(times, default=until) - change.at
+
+
+async def delivered(store: Store) -> None:
+    """Let the courier (on the same event loop) send everything committed so far."""
+    while store.queue_counts()["pending"]:
+        await anyio.lowlevel.checkpoint()
 
 
 @dataclass
@@ -96,20 +158,16 @@ async def simulate(
     world = ShopDay(seed=seed, orders=orders, pace=pace, clock=clock)
     app = SandboxApp(world, etags=False)
     live = app.mock_transport()
+    receiver = Receiver(clock)
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    async def answer(request: httpx.Request) -> httpx.Response:
+        await delivered(store)  # the courier runs beside the poller
         clock.now += 1 / max_rps  # a request takes its slot of the rate budget
         world.step()
         return live.handle_request(request)
 
-    detected: dict[int, list[float]] = defaultdict(list)
-
-    def committed(stored: list[StoredEvent]) -> None:
-        for item in stored:
-            detected[item.event.order.number].append(clock.now)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "s.db")
+    with tempfile.TemporaryDirectory(dir=_FAST_DISK) as tmp:
+        store = open_store(Path(tmp) / "s.db")
         pacer = None
         if budget is not None:
             pacer = Pacer(
@@ -120,15 +178,21 @@ async def simulate(
                 learner=learner or RateLearner(),
             )
         settings = api_settings("http://127.0.0.1:9", 1e9)
-        async with OrdersApi(
-            settings,
-            transport=httpx.MockTransport(answer),
-            retry=NO_RETRY,
-            observe=(lambda *_: pacer.ledger.record(clock.now)) if pacer else (lambda *_: None),
-        ) as api:
+        webhooks = WebhookSender(transport=httpx.MockTransport(receiver.accept))
+        courier = Courier(store, [RECEIVER], Metrics(), clock=clock, webhooks=webhooks)
+        async with (
+            OrdersApi(
+                settings,
+                transport=httpx.MockTransport(answer),
+                retry=NO_RETRY,
+                observe=(lambda *_: pacer.ledger.record(clock.now)) if pacer else (lambda *_: None),
+            ) as api,
+            anyio.create_task_group() as group,
+        ):
+            group.start_soon(courier.run)
             poller = Poller(
-                api, store, Dispatcher(store, [HOOK], on_committed=committed), Metrics(),
-                clock=clock, concurrency=4, pacer=pacer,
+                api, store, Dispatcher(store, [RECEIVER], on_committed=lambda _: courier.wake()),
+                Metrics(), clock=clock, concurrency=4, pacer=pacer,
             )  # fmt: skip
             await poller.cycle()  # the first sync: learns the day's start silently
             measured_from = clock.now
@@ -141,20 +205,20 @@ async def simulate(
                 if clock.now < end:
                     requests_at_end = app.requests["list"] + app.requests["status"]
                 await poller.cycle()
+                await delivered(store)  # before the clock jumps to the next cycle
                 if pacer is not None and pacer.schedule is not None:
                     expected.append(pacer.schedule.expected_delay)
                 wait = pacer.wait(clock.now) if pacer is not None else interval
                 clock.now = max(clock.now, started + wait)
                 world.step()
+            group.cancel_scope.cancel()
+        await webhooks.aclose()
         store.close()
     delays, by_hour = [], defaultdict(list)
-    for change in world.history[history_from:]:
-        if not measured_from <= change.at < end:
-            continue
-        seen = [t for t in detected.get(change.number, []) if t >= change.at]
-        delay = (min(seen) if seen else clock.now) - change.at
-        delays.append(delay)
-        by_hour[int(change.at // HOUR)].append(delay)
+    for change, delay in receiver.delays(world.history[history_from:], clock.now):
+        if measured_from <= change.at < end:
+            delays.append(delay)
+            by_hour[int(change.at // HOUR)].append(delay)
     return Outcome(
         requests_at_end - requests_before,
         delays,
@@ -182,11 +246,14 @@ async def fixed_at_the_same_spend(
 
 
 async def compare(
-    pace: DayPace, seed: int, *, budget: float, interval: float, orders: int
+    pace: DayPace, seed: int, *, budget: float, interval: float, orders: int, hours: float = 24.0
 ) -> dict[str, object]:
-    budgeted = await simulate(pace, seed, budget=budget, interval=interval, orders=orders)
+    """The budget planner against the fixed-interval planner at the same spend, on one day."""
+    budgeted = await simulate(
+        pace, seed, budget=budget, interval=interval, orders=orders, hours=hours
+    )
     fixed, fixed_interval = await fixed_at_the_same_spend(
-        pace, seed, budgeted.requests, interval_guess=interval / 2, orders=orders
+        pace, seed, budgeted.requests, interval_guess=interval / 2, orders=orders, hours=hours
     )
     b, f = budgeted.figures(), fixed.figures()
     return {
@@ -209,10 +276,12 @@ async def compare(
 
 
 async def learning(
-    pace: DayPace, seed: int, *, budget: float, interval: float, orders: int, fixed: Outcome
+    pace: DayPace, seed: int, *, budget: float, interval: float, orders: int, fixed_interval: float
 ) -> dict[int, float]:
     """Per hour of the day: the gain of a learner starting from its prior, as a share of the
-    gain of one that watched a whole day before (same day, same seed)."""
+    gain of one that watched a whole day before (same day, same seed), both against the
+    fixed-interval planner every ``fixed_interval`` seconds."""
+    fixed = await simulate(pace, seed, budget=None, interval=fixed_interval, orders=orders)
     cold = await simulate(pace, seed, budget=budget, interval=interval, orders=orders)
     warm = await simulate(
         pace, seed, budget=budget, interval=interval, orders=orders, learner=cold.learner
@@ -226,6 +295,26 @@ async def learning(
     return shares
 
 
+def comparison_job(scale: float, seed: int, budget: float, interval: float, orders: int) -> Row:
+    """One day compared (in a process of its own: the days are independent)."""
+    pace = DayPace(dwell_scale=scale)
+    row = anyio.run(partial(compare, pace, seed, budget=budget, interval=interval, orders=orders))
+    return {key: value for key, value in row.items() if not key.startswith("_")}
+
+
+def learning_job(
+    seed: int, budget: float, interval: float, orders: int, fixed_interval: float
+) -> dict[int, float]:
+    return anyio.run(
+        partial(learning, DayPace(), seed, budget=budget, interval=interval, orders=orders,
+                fixed_interval=fixed_interval)
+    )  # fmt: skip
+
+
+def done(what: str, _: object) -> None:
+    print(f"… {what}: done", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="seeds (median, min-max)")
@@ -234,32 +323,40 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=1800.0, help="poll.interval, seconds")
     parser.add_argument("--orders", type=int, default=20_000, help="orders before the day")
     parser.add_argument("--quick", action="store_true", help="a tenth of the history")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="days at once")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("day.json"))
     args = parser.parse_args()
     orders = args.orders // 10 if args.quick else args.orders
-    results: dict[str, object] = {"budget": args.budget, "interval": args.interval}
-    rows = []
-    for label, scale in (("as set", 1.0), ("dwell halved", 0.5), ("dwell doubled", 2.0)):
-        runs = []
-        for seed in range(args.first_seed, args.first_seed + args.runs):
-            print(f"… {label}, seed {seed}", file=sys.stderr, flush=True)
-            row = anyio.run(
-                lambda scale=scale, seed=seed: compare(
-                    DayPace(dwell_scale=scale), seed, budget=args.budget,
-                    interval=args.interval, orders=orders,
-                )
-            )  # fmt: skip
-            if label == "as set" and seed == args.first_seed:
-                print("… the learner's progress", file=sys.stderr, flush=True)
-                results["learning_share_by_hour"] = anyio.run(
-                    lambda row=row, seed=seed: learning(
-                        DayPace(), seed, budget=args.budget, interval=args.interval,
-                        orders=orders, fixed=row["_fixed"],
-                    )
-                )  # fmt: skip
-            runs.append({k: v for k, v in row.items() if not k.startswith("_")})
-        rows.append({"pace": label, **summarise(runs)})
-    results["comparison"] = rows
+    seeds = range(args.first_seed, args.first_seed + args.runs)
+    paces = {"as set": 1.0, "dwell halved": 0.5, "dwell doubled": 2.0}
+    results: dict[str, object] = {
+        "budget": args.budget, "interval": args.interval, "orders": orders, "seeds": list(seeds)
+    }  # fmt: skip
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = {
+            (label, seed): pool.submit(
+                comparison_job, scale, seed, args.budget, args.interval, orders
+            )
+            for label, scale in paces.items()
+            for seed in seeds
+        }
+        for (label, seed), future in futures.items():
+            future.add_done_callback(partial(done, f"{label}, seed {seed}"))
+        first = futures["as set", args.first_seed].result()
+        print("… the learner's progress", file=sys.stderr, flush=True)
+        learned = pool.submit(
+            learning_job, args.first_seed, args.budget, args.interval, orders,
+            float(cast("float", first["fixed_interval"])),
+        )  # fmt: skip
+        rows = [
+            {"pace": label, **summarise([futures[label, seed].result() for seed in seeds])}
+            for label in paces
+        ]
+        results["comparison"] = rows
+        results["by_seed"] = {
+            f"{label}, seed {seed}": future.result() for (label, seed), future in futures.items()
+        }
+        results["learning_share_by_hour"] = learned.result()
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     columns = ["pace", "changes", "budget_requests", "fixed_requests", "fixed_interval",
                "fixed_mean", "budget_mean", "mean_reduction", "fixed_p95", "budget_p95",

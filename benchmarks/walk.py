@@ -23,6 +23,7 @@ from pathlib import Path
 from unittest import mock
 
 import anyio
+from pydantic import SecretStr
 
 from orderwatch._client import OrdersApi, RetryPolicy
 from orderwatch._dispatch import Dispatcher
@@ -79,7 +80,7 @@ async def first_sync(
         settings = ApiSettings(
             base_url=sandbox.url,
             client_id="sandbox",
-            client_secret="sandbox-secret",
+            client_secret=SecretStr("sandbox-secret"),
             max_rps=max_rps,
         )
         store = open_store(Path(tmp) / "s.db")
