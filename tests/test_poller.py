@@ -695,3 +695,37 @@ async def test_a_new_term_as_leader_continues_from_what_the_other_leader_learned
     assert pacer.learner.to_json() == other.to_json()
     await api.aclose()
     store.close()
+
+
+async def test_when_the_floor_needs_more_than_the_budget_every_change_is_still_seen_and_counted(
+    tmp_path: Path,
+) -> None:
+    """A budget that cannot read every page once per ``poll.interval`` loses to the floor:
+    nothing goes unread, and each cycle that spends beyond the budget is counted."""
+    from orderwatch._pacing import Pacer
+    from orderwatch._quota import RequestLedger
+
+    app = SandboxApp(World(seed=4, orders=120, open_orders=50))
+    api, _ = in_memory_api(app)
+    store = open_store(tmp_path / "s.db")
+    now = [1_000_000.0]
+    metrics, announced = Metrics(), []
+    pacer = Pacer(2.0, 60.0, 1.0, RequestLedger(2.0, None))  # 2 an hour; the floor needs 180
+    poller = Poller(
+        api, store, Dispatcher(store, [DEST], on_committed=announced.extend), metrics,
+        clock=lambda: now[0], pacer=pacer,
+    )  # fmt: skip
+    await poller.cycle()  # the first sync
+    world = app.world
+    mark = len(world.history)
+    for order_id in list(world.open_ids):
+        world.set_status(order_id, "Cancelled")
+    now[0] += 61.0
+    await poller.cycle()  # one cycle reads all three pages, where the budget allows two
+    told = {(s.event.order.number, s.event.order.status) for s in announced}
+    assert told == {(c.number, c.status) for c in world.history[mark:]}
+    assert len(told) == 50
+    counted = metrics.registry.get_sample_value("orderwatch_poll_budget_floor_wins_total")
+    assert counted == 1  # the cycle after the first sync planned past the budget
+    await api.aclose()
+    store.close()
