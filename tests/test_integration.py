@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orderwatch._cli import main
 from orderwatch._sandbox import Sandbox, World, WorldChange
 from orderwatch._store import open_store
 
@@ -340,6 +341,97 @@ def test_the_sandbox_command_serves_the_documented_api(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+
+
+def test_the_sandbox_command_serves_a_shop_day_whose_orders_arrive_and_move(
+    tmp_path: Path,
+) -> None:
+    """``--scenario shop-day`` at an hour of the shop a second: its pace is printed, new orders
+    reach the head and listed orders change status within a second or so; faults still apply."""
+    out = tmp_path / "sandbox.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "orderwatch", "sandbox", "--scenario", "shop-day",
+                "--port", "0", "--seed", "3", "--orders", "40", "--speed", "3600",
+                "--arrivals-per-day", "500", "--dwell-scale", "0.5", "--start-hour", "10",
+                "--fault-wrong-types", "1",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: "scenario shop-day:" in out.read_text(), timeout=10, what="the shop")
+        text = out.read_text()
+        url = re.search(r"sandbox Orders API on (http://\S+) ", text).group(1)  # type: ignore[union-attr]
+        pace = re.search(r"scenario shop-day: .*", text).group(0)  # type: ignore[union-attr]
+        assert "3600 shop seconds a second (2d 12h a minute), shop time 10:00" in pace
+        assert "500 new orders a day, 4x as many an hour 9:00-18:00" in pace
+        assert "mean stays (x0.5): Created 2m 30s, Payed 15m 00s" in pace
+        token = httpx.post(
+            f"{url}/connect/token",
+            data={"client_id": "sandbox", "client_secret": "sandbox-secret",
+                  "grant_type": "client_credentials"},
+            timeout=5,
+        ).json()  # fmt: skip
+        auth = {"Authorization": f"Bearer {token['access_token']}"}
+
+        def head() -> list[dict[str, object]]:
+            page = httpx.get(f"{url}/v1/orders?page=1", headers=auth, timeout=5).json()
+            assert page["totalPages"] > 2  # the day before and the morning: more than --orders
+            return page["data"]  # type: ignore[no-any-return]
+
+        first = head()
+        assert all(isinstance(order["number"], str) for order in first)  # the fault applies
+        newest = int(str(first[0]["number"]))
+        seen = {str(order["id"]): order["status"] for order in first}
+
+        def moved() -> bool:
+            return any(
+                httpx.get(f"{url}/v1/orders/{order_id}/status", headers=auth, timeout=5).json()
+                != {"status": status}
+                for order_id, status in seen.items()
+            )
+
+        wait_until(lambda: int(str(head()[0]["number"])) > newest, timeout=10, what="arrivals")
+        wait_until(moved, timeout=10, what="a listed order changing status")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        (["--scenario", "shop-day", "--open", "3"],
+         "--open applies only to --scenario steps, not shop-day"),
+        (["--scenario", "shop-day", "--arrival-rate", "1", "--open", "3"],
+         "--open, --arrival-rate apply only to --scenario steps, not shop-day"),
+        (["--speed", "10"], "--speed applies only to --scenario shop-day, not steps"),
+        (["--scenario", "shop-day", "--speed", "0"], "argument --speed: must be > 0, not 0"),
+        (["--scenario", "shop-day", "--speed", "inf"],
+         "argument --speed: not a finite number: 'inf'"),
+        (["--scenario", "shop-day", "--dwell-scale", "-1"],
+         "argument --dwell-scale: must be > 0, not -1"),
+        (["--scenario", "shop-day", "--arrivals-per-day", "0"],
+         "argument --arrivals-per-day: must be > 0, not 0"),
+        (["--scenario", "shop-day", "--start-hour", "24"],
+         "argument --start-hour: must be from 0 to 23, not 24"),
+        (["--scenario", "shop-day", "--tick", "0"],
+         "argument --tick: must be > 0 and <= 86400, not 0"),
+        (["--port", "70000"], "argument --port: must be from 0 to 65535, not 70000"),
+    ],
+)  # fmt: skip
+def test_a_sandbox_option_that_is_wrong_or_not_for_the_scenario_is_refused_in_one_line(
+    options: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["sandbox", "--port", "0", *options])
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines()[-1] == f"orderwatch sandbox: error: {error}"
+    assert len(captured.err.splitlines()) == 2  # the short usage line and the error
 
 
 def test_the_sandbox_is_deterministic_for_a_seed() -> None:

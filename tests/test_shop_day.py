@@ -56,3 +56,12 @@ def test_some_are_cancelled_and_a_long_tail_stays_open_for_days() -> None:
 
 def test_halving_the_dwell_times_halves_the_mean_stay() -> None:
     assert DayPace(dwell_scale=0.5).mean_dwell("Payed") == DayPace().mean_dwell("Payed") / 2
+
+
+def test_an_order_added_by_hand_leaves_created_on_the_days_schedule() -> None:
+    """The ``shift`` fault adds orders outside the schedule; they move on like any arrival."""
+    world = day()
+    added = world.add_order()
+    assert world.newest_first[0] is added
+    world.advance_to(6 * HOUR)
+    assert added.status != "Created"

@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from orderwatch._models import KNOWN_STATUSES, canonical_status, is_final
 from orderwatch._pacing import open_units
 from orderwatch._rates import RateLearner
 from orderwatch._routing import parse_duration
-from orderwatch._sandbox import Faults, Sandbox, World
+from orderwatch._sandbox import DayPace, Faults, Sandbox, ShopDay, World
 from orderwatch._settings import Settings, config_path, default_state_path, load_settings
 from orderwatch._silences import Ack, Silence
 from orderwatch._sinks import Destination, destinations_for, send
@@ -45,6 +45,59 @@ __all__ = ["main"]
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+
+_SCENARIOS = ("steps", "shop-day")
+_TICK = {"steps": 2.0, "shop-day": 0.1}  # seconds; shop-day's stamps changes when due anyway
+# Each scenario's own options, with their defaults: given for the other one, they are an error.
+_STEPS_DEFAULTS: dict[str, float] = {"open": 15, "arrival_rate": 0.5}
+_DAY_DEFAULTS: dict[str, float] = {
+    "speed": 60.0,
+    "dwell_scale": 1.0,
+    "arrivals_per_day": DayPace().arrivals_per_day,
+    "start_hour": 9,
+}
+
+
+def _real(
+    low: float, high: float = math.inf, *, low_allowed: bool = True
+) -> Callable[[str], float]:
+    """A finite number from ``low`` (excluded unless ``low_allowed``) to ``high``."""
+    bounds = f"{'>=' if low_allowed else '>'} {low:g}"
+    if high < math.inf:
+        bounds += f" and <= {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+        if value < low or (value == low and not low_allowed) or value > high:
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
+        return value
+
+    return parse
+
+
+_positive = _real(0, low_allowed=False)
+_non_negative = _real(0)
+
+
+def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high`` (no bound: None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
+        return value
+
+    return parse
 
 
 def _add_state_option(parser: argparse.ArgumentParser) -> None:
@@ -197,23 +250,82 @@ def _parser() -> argparse.ArgumentParser:
     _add_state_option(status)
     status.add_argument("--limit", type=int, default=50, help="open orders to list (default 50)")
 
+    day, (opening, closing) = DayPace(), DayPace().working_hours
     sandbox = commands.add_parser(
         "sandbox",
         help="serve a simulated Orders API on loopback",
+        usage="orderwatch sandbox [--scenario {steps,shop-day}] [OPTION ...]",
         description="Serve a simulated Orders API on loopback: token, paged list, status, and "
-        "a lifecycle that keeps moving. Deterministic for a given seed.",
+        "orders that keep moving. Scenario steps (the default): every --tick seconds new orders "
+        "arrive and open orders move one step. Scenario shop-day: a shop's day on a compressed "
+        f"clock: orders arrive at the head, {day.busy:g} times as often {opening}:00-{closing}:00,"
+        " and leave each status after a random stay whose mean depends on the status; a long "
+        "tail of old orders stays open for days. Deterministic for a given seed.",
+    )
+    sandbox.set_defaults(reject=sandbox.error)  # a misfit option ends like an argparse error
+    sandbox.add_argument(
+        "--scenario",
+        choices=_SCENARIOS,
+        default="steps",
+        help="how the orders move (default steps)",
     )
     sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8080)
+    sandbox.add_argument("--port", type=_whole(0, 65535), default=8080)
     sandbox.add_argument("--seed", type=int, default=1)
-    sandbox.add_argument("--orders", type=int, default=200, help="orders at start (default 200)")
-    sandbox.add_argument("--open", type=int, default=15, help="of which open, newest (default 15)")
-    sandbox.add_argument("--tick", type=float, default=2.0, help="seconds between lifecycle steps")
-    sandbox.add_argument("--arrival-rate", type=float, default=0.5, help="new orders per step")
+    sandbox.add_argument(
+        "--orders",
+        type=_whole(0),
+        default=200,
+        help="orders at start (default 200; shop-day adds the day before and the morning)",
+    )
+    sandbox.add_argument(
+        "--tick",
+        type=_real(0, 86400, low_allowed=False),  # a longer wait overflows threading's timeout
+        metavar="SECONDS",
+        help=f"steps: seconds between lifecycle steps (default {_TICK['steps']:g}); shop-day: "
+        f"seconds between catch-ups with its clock (default {_TICK['shop-day']:g})",
+    )
     sandbox.add_argument("--token-lifetime", type=float, default=3600.0, help="expires_in seconds")
     sandbox.add_argument("--list-key", choices=["data", "orders"], default="data")
     sandbox.add_argument("--client-id", default="sandbox")
     sandbox.add_argument("--client-secret", default="sandbox-secret")
+    steps = sandbox.add_argument_group("scenario steps")
+    steps.add_argument(
+        "--open",
+        type=_whole(0),
+        help=f"of the orders at start, open (newest) (default {_STEPS_DEFAULTS['open']})",
+    )
+    steps.add_argument(
+        "--arrival-rate",
+        type=_non_negative,
+        help=f"new orders per step (default {_STEPS_DEFAULTS['arrival_rate']:g})",
+    )
+    shop = sandbox.add_argument_group("scenario shop-day")
+    shop.add_argument(
+        "--speed",
+        type=_positive,
+        metavar="X",
+        help=f"shop seconds a second (default {_DAY_DEFAULTS['speed']:g}: an hour a minute)",
+    )
+    shop.add_argument(
+        "--dwell-scale",
+        type=_positive,
+        metavar="X",
+        help=f"multiplies every mean stay in a status (default {_DAY_DEFAULTS['dwell_scale']:g})",
+    )
+    shop.add_argument(
+        "--arrivals-per-day",
+        type=_positive,
+        metavar="N",
+        help=f"new orders a day (default {_DAY_DEFAULTS['arrivals_per_day']:g})",
+    )
+    shop.add_argument(
+        "--start-hour",
+        type=_whole(0, 23),
+        metavar="H",
+        help=f"the shop's hour of the day at start, 0 to 23 (default "
+        f"{_DAY_DEFAULTS['start_hour']:g}: working hours begin)",
+    )
     faults = sandbox.add_argument_group("faults (shares of requests, 0 to 1, unless noted)")
     for name, text in (
         ("errors", "answered 500/502/503"),
@@ -733,11 +845,78 @@ def _print_budget(store: Store) -> None:
         print(f"  {group:<30} {units:>5} x every {span}")
 
 
-def _cmd_sandbox(args: argparse.Namespace) -> int:
-    faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})
-    world = World(
-        seed=args.seed, orders=args.orders, open_orders=args.open, arrival_rate=args.arrival_rate
+def _sandbox_misfits(args: argparse.Namespace) -> str | None:
+    """The options given that the chosen scenario does not use, as one line (None: none)."""
+    others = _DAY_DEFAULTS if args.scenario == "steps" else _STEPS_DEFAULTS
+    given = [f"--{name.replace('_', '-')}" for name in others if getattr(args, name) is not None]
+    if not given:
+        return None
+    owner = "shop-day" if args.scenario == "steps" else "steps"
+    verb = "applies" if len(given) == 1 else "apply"
+    return f"{', '.join(given)} {verb} only to --scenario {owner}, not {args.scenario}"
+
+
+def _scenario_options(args: argparse.Namespace, defaults: dict[str, float]) -> dict[str, float]:
+    """The scenario's own options: as given, else their defaults."""
+    return {
+        name: default if getattr(args, name) is None else getattr(args, name)
+        for name, default in defaults.items()
+    }
+
+
+def _shop_day(args: argparse.Namespace) -> ShopDay:
+    """The shop day the options describe, caught up with its clock: at ``--start-hour``."""
+    chosen = _scenario_options(args, _DAY_DEFAULTS)
+    pace = DayPace(
+        arrivals_per_day=float(chosen["arrivals_per_day"]), dwell_scale=float(chosen["dwell_scale"])
     )
+    speed = float(chosen["speed"])
+    world = ShopDay(seed=args.seed, orders=args.orders, pace=pace, speed=speed)
+    # Its day starts at --start-hour now, however long the warm-up above took.
+    world.start = time.time() - float(chosen["start_hour"]) * 3600 / speed
+    world.step()
+    world.history.clear()  # nobody reads it here, and it would only grow
+    return world
+
+
+def _shop_day_line(world: ShopDay, tick: float) -> str:
+    """The shop day's pace in one line."""
+    pace = world.pace
+    opening, closing = pace.working_hours
+    minutes = int(world.shop_time % 86400 // 60)
+    clock = f"{minutes // 60:02d}:{minutes % 60:02d}"
+    scale = "" if pace.dwell_scale == 1 else f" (x{pace.dwell_scale:g})"
+    stays = ", ".join(f"{s} {format_duration(pace.mean_dwell(s))}" for s, _ in pace.dwell)
+    old = min(pace.old_open, world.orders)
+    return (
+        f"scenario shop-day: {world.speed:g} shop seconds a second "
+        f"({format_duration(60 * world.speed)} a minute), shop time {clock}, caught up every "
+        f"{tick:g}s; {pace.arrivals_per_day:g} new orders a day, {pace.busy:g}x as many an hour "
+        f"{opening}:00-{closing}:00; mean stays{scale}: {stays}; {old} old orders open for "
+        f"about {format_duration(pace.old_dwell)}; {len(world.newest_first)} orders, "
+        f"{len(world.open_ids)} open"
+    )
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    misfits = _sandbox_misfits(args)
+    if misfits:
+        args.reject(misfits)
+    faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})
+    tick = _TICK[args.scenario] if args.tick is None else args.tick
+    world: World
+    if args.scenario == "shop-day":
+        world = _shop_day(args)
+        scenario_line: str | None = _shop_day_line(world, tick)
+    else:
+        chosen = _scenario_options(args, _STEPS_DEFAULTS)
+        world = World(
+            seed=args.seed,
+            orders=args.orders,
+            open_orders=int(chosen["open"]),
+            arrival_rate=float(chosen["arrival_rate"]),
+        )
+        scenario_line = None
     try:
         sandbox = Sandbox(
             world,
@@ -755,12 +934,14 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
             f"sandbox: cannot listen on {args.host}:{args.port}: {error.strerror}"
         ) from None
     sandbox.start()
-    sandbox.tick_every(args.tick)
+    sandbox.tick_every(tick)
     print(
         f"sandbox Orders API on {sandbox.url} (client_id={args.client_id}, "
         f"client_secret={args.client_secret}); Ctrl-C stops",
         flush=True,
     )
+    if scenario_line:
+        print(scenario_line, flush=True)
     try:
         while True:
             time.sleep(3600)

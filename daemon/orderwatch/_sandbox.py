@@ -263,6 +263,13 @@ class ShopDay(World):
             mean = self.pace.mean_dwell(status)
             self._schedule(order_id, now, mean, self._next_status(status))
 
+    def add_order(self, status: str = "Created") -> SandboxOrder:
+        """A new order at the head, now; it leaves its status on the day's schedule, whether
+        it arrived on that schedule or was added (the ``shift`` fault, a test)."""
+        order = World.add_order(self, status)
+        self._enter(order.id, order.status, self.shop_time)
+        return order
+
     def now(self) -> float:
         """The moment, by the clock, of the arrival or exit being applied: a change happens
         when it is due, even if the world catches up with it later."""
@@ -277,8 +284,7 @@ class ShopDay(World):
                 break
             if self._next_arrival <= due:
                 self.shop_time = self._next_arrival
-                order = self.add_order()
-                self._enter(order.id, order.status, self.shop_time)
+                self.add_order()
                 self._next_arrival = self._arrival_after(self.shop_time)
             else:
                 self.shop_time, _, order_id, status = heapq.heappop(self._due)
