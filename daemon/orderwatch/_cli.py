@@ -64,7 +64,7 @@ def _real(
     """A finite number from ``low`` (excluded unless ``low_allowed``) to ``high``."""
     bounds = f"{'>=' if low_allowed else '>'} {low:g}"
     if high < math.inf:
-        bounds += f" and <= {high:g}"
+        bounds += f" and <= {high:,.0f}" if high == int(high) else f" and <= {high:g}"
 
     def parse(text: str) -> float:
         try:
@@ -303,19 +303,19 @@ def _parser() -> argparse.ArgumentParser:
     shop = sandbox.add_argument_group("scenario shop-day")
     shop.add_argument(
         "--speed",
-        type=_positive,
+        type=_real(0, 86400, low_allowed=False),  # up to a day a second
         metavar="X",
         help=f"shop seconds a second (default {_DAY_DEFAULTS['speed']:g}: an hour a minute)",
     )
     shop.add_argument(
         "--dwell-scale",
-        type=_positive,
+        type=_real(0, 1000, low_allowed=False),
         metavar="X",
         help=f"multiplies every mean stay in a status (default {_DAY_DEFAULTS['dwell_scale']:g})",
     )
     shop.add_argument(
         "--arrivals-per-day",
-        type=_positive,
+        type=_real(0, 1_000_000, low_allowed=False),  # more would never catch up
         metavar="N",
         help=f"new orders a day (default {_DAY_DEFAULTS['arrivals_per_day']:g})",
     )
@@ -339,11 +339,11 @@ def _parser() -> argparse.ArgumentParser:
         ("missing", "an item loses a field or has nulls"),
     ):
         faults.add_argument(
-            f"--fault-{name}", dest=name.replace("-", "_"), type=float, default=0.0,
+            f"--fault-{name}", dest=name.replace("-", "_"), type=_real(0, 1), default=0.0,
             metavar="SHARE", help=text,
         )  # fmt: skip
-    faults.add_argument("--slow-seconds", type=float, default=15.0)
-    faults.add_argument("--retry-after", type=int, default=1)
+    faults.add_argument("--slow-seconds", type=_real(0, 3600), default=15.0)
+    faults.add_argument("--retry-after", type=_whole(0, 86400), default=1)
     faults.add_argument("--fault-shift", dest="shift", type=int, default=0, metavar="N",
                         help="N new orders land at the head before every list request")  # fmt: skip
     faults.add_argument("--old-spelling", action="store_true", help='"Canceled"')
