@@ -29,6 +29,8 @@ from .conftest import (
 
 ROOT = Path(__file__).parent.parent
 UNIT = ROOT / "systemd" / "orderwatch.service"
+DASHBOARD = ROOT / "config" / "grafana" / "orderwatch.json"
+ALERTS = ROOT / "config" / "prometheus" / "orderwatch-alerts.yml"
 
 
 def run(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -267,6 +269,12 @@ def test_a_live_scrape_passes_promtool_and_carries_every_documented_metric(
         "orderwatch_malformed_responses",
         "orderwatch_malformed_orders",
         "orderwatch_notification_latency_seconds",
+        "orderwatch_list_rereads",
+        "orderwatch_poll_budget",
+        "orderwatch_expected_notification_delay_seconds",
+        "orderwatch_poll_budget_floor_wins",
+        "orderwatch_leader",
+        "orderwatch_leader_changes",
     ):
         assert name in names, name
     assert re.search(r'orderwatch_oldest_open_order_age_seconds\{status="Created"\} [\d.]+', scrape)
@@ -286,6 +294,16 @@ def test_alerting_rules_pass_promtool_check_and_their_unit_tests() -> None:
     assert "SUCCESS" in tested.stdout
 
 
+def test_every_alert_names_metrics_that_exist_and_has_a_unit_test() -> None:
+    rules = ALERTS.read_text()
+    used = set(re.findall(r"\borderwatch_[a-z_]+", rules))
+    assert used <= exported_series_names(), used - exported_series_names()
+    alerts = re.findall(r"- alert: (\w+)", rules)
+    tested = set(re.findall(r"alertname: (\w+)", ALERTS.with_suffix(".test.yml").read_text()))
+    assert len(alerts) >= 10
+    assert set(alerts) <= tested, set(alerts) - tested
+
+
 def exported_series_names() -> set[str]:
     metrics = Metrics()
     names: set[str] = set()
@@ -300,7 +318,7 @@ def exported_series_names() -> set[str]:
 
 
 def test_every_dashboard_query_names_metrics_that_exist() -> None:
-    dashboard = json.loads((ROOT / "config" / "grafana" / "orderwatch.json").read_text())
+    dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "orderwatch"
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     exprs.append(dashboard["templating"]["list"][0]["definition"])
@@ -317,7 +335,7 @@ def test_every_dashboard_query_names_metrics_that_exist() -> None:
 
 
 def test_the_dashboard_covers_what_operators_look_at() -> None:
-    dashboard = json.loads((ROOT / "config" / "grafana" / "orderwatch.json").read_text())
+    dashboard = json.loads(DASHBOARD.read_text())
     text = json.dumps(dashboard)
     for metric in (
         "orderwatch_orders",
@@ -327,8 +345,30 @@ def test_the_dashboard_covers_what_operators_look_at() -> None:
         "orderwatch_notification_queue",
         "orderwatch_api_requests_total",
         "orderwatch_poll_cycle_duration_seconds_bucket",
+        "orderwatch_poll_budget",
+        "orderwatch_status_exit_rate_per_hour",
+        "orderwatch_expected_notification_delay_seconds",
+        "orderwatch_poll_budget_floor_wins_total",
+        "orderwatch_leader",
+        "orderwatch_leader_changes_total",
+        "orderwatch_list_rereads_total",
     ):
         assert metric in text, metric
+
+
+def test_every_dashboard_query_passes_promtool(tmp_path: Path) -> None:
+    """Each query, its variable filled in, parses as PromQL (as a recording rule)."""
+    promtool = tool("promtool", "prometheus")
+    dashboard = json.loads(DASHBOARD.read_text())
+    rules = [
+        {"record": f"panel_{p['id']}_{t['refId']}", "expr": t["expr"].replace("$instance", ".*")}
+        for p in dashboard["panels"]
+        for t in p["targets"]
+    ]
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))
+    checked = run(promtool, "check", "rules", str(path))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 # -- container --------------------------------------------------------------------------------
