@@ -47,7 +47,7 @@ from orderwatch._poller import Poller
 from orderwatch._quota import RequestLedger
 from orderwatch._rates import RateLearner
 from orderwatch._sandbox import DayPace, SandboxApp, ShopDay
-from orderwatch._store import Store, StoredEvent
+from orderwatch._store import StoredEvent, open_store
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -109,7 +109,7 @@ async def simulate(
             detected[item.event.order.number].append(clock.now)
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "s.db")
+        store = open_store(Path(tmp) / "s.db")
         pacer = None
         if budget is not None:
             pacer = Pacer(
