@@ -164,10 +164,11 @@ def test_a_cycle_fetches_what_falls_due_by_the_middle_of_the_next_one() -> None:
     seen = {HEAD: 990.0, "a": 900.0, "b": 400.0, "c": 995.0}
     head_interval = schedule.interval(HEAD)
     chosen = choose(units, schedule, seen, 990.0 + head_interval, cycle=head_interval)
-    assert [u.key for u in chosen.units] == ["page:2", HEAD]  # page:2 is due by b (seen at 400)
+    assert [u.key for u in chosen.units] == [HEAD, "page:2"]  # page:2 is due by b (seen at 400)
     fresh = dict.fromkeys(seen, 990.0)
     assert next_due(units, schedule, fresh, 990.0) == pytest.approx(head_interval)
-    assert next_due(units, schedule, seen, 990.0) == 0  # page:2 is overdue
+    # page:2 is overdue, but waits for the head walk that places it, up to its floor
+    assert next_due(units, schedule, seen, 990.0) == pytest.approx(10.0)
 
 
 def test_when_the_hour_is_spent_only_the_floor_is_fetched_and_that_is_counted() -> None:
@@ -184,25 +185,62 @@ def test_when_the_hour_is_spent_only_the_floor_is_fetched_and_that_is_counted() 
     assert none.deferred >= 1
 
 
+def test_a_page_waits_for_the_head_walk_that_places_it() -> None:
+    """Arrivals shift every page: fetched without the head walk that measures them, a page
+    misses the orders that moved (each then costs a ``/status``). A ``/status`` needs no walk."""
+    units = [Unit(HEAD, 100.0), Unit("page:2", 10.0, ("a", "b")), Unit("status:c", 10.0, ("c",))]
+    schedule = allocate(units, 200.0, floor_period=3600)
+    head_every, page_every = schedule.interval(HEAD), schedule.interval("page:2")
+    now = 10_000.0
+    seen = {HEAD: now - head_every / 4, "a": now - page_every, "b": now - page_every}
+    seen["c"] = now - schedule.interval("status:c")
+    alone = choose(units, schedule, seen, now, cycle=1.0)
+    assert [u.key for u in alone.units] == ["status:c"]
+    assert alone.deferred == 0  # the page is not put off: its chance is the next walk
+    seen["c"] = now
+    assert next_due(units, schedule, seen, now) == pytest.approx(head_every * 3 / 4)
+    seen[HEAD] = now - head_every
+    walked = choose(units, schedule, seen, now, cycle=1.0)
+    assert [u.key for u in walked.units] == [HEAD, "page:2"]
+
+
+def test_a_page_about_to_pass_the_floor_brings_the_head_walk_even_over_budget() -> None:
+    units = [Unit(HEAD, 100.0), Unit("page:2", 0.0, ("a", "b"))]
+    schedule = allocate(units, 200.0, floor_period=600)
+    seen = {HEAD: 590.0, "a": 10.0, "b": 0.0}
+    assert next_due(units, schedule, seen, 595.0) == pytest.approx(5.0)  # page:2's floor
+    chosen = choose(units, schedule, seen, 595.0, cycle=10.0, allowance=0)
+    assert [u.key for u in chosen.units] == [HEAD, "page:2"]
+    assert chosen.forced == 2
+
+
 @given(
     st.lists(st.floats(min_value=0, max_value=100), min_size=1, max_size=20),
+    st.floats(min_value=0, max_value=1000),
     st.floats(min_value=60, max_value=3600),
     st.floats(min_value=1, max_value=60),
+    st.integers(min_value=0, max_value=3),
 )
-def test_no_unit_waits_past_the_floor_plus_one_cycle(
-    worths: list[float], period: float, cycle: float
+def test_no_unit_waits_past_the_floor_plus_one_cycle_and_pages_ride_with_the_head(
+    worths: list[float], arrivals: float, period: float, cycle: float, allowance: int
 ) -> None:
-    """Cycles every ``cycle`` seconds with no allowance left: every unit is still fetched
-    within the floor period plus one cycle."""
-    units = as_units(worths)
-    keys = {u.key: f"o{i}" for i, u in enumerate(units)}
-    units = [Unit(u.key, u.worth, (keys[u.key],)) for u in units]
+    """Cycles every ``cycle`` seconds with little or no allowance left: every unit is still
+    fetched within the floor period plus one cycle, and a page only in a cycle that walks
+    the head."""
+    units = [
+        Unit(HEAD, arrivals),
+        *(Unit(u.key, u.worth, (f"o{i}",)) for i, u in enumerate(as_units(worths))),
+    ]
     schedule = allocate(units, floor_budget(len(units), period) * 2, floor_period=period)
     seen: dict[str, float] = {}
     now, longest = 0.0, 0.0
     while now < 3 * period:
-        for unit in choose(units, schedule, seen, now, cycle=cycle, allowance=0).units:
-            longest = max(longest, now - seen.get(unit.orders[0], 0.0))
-            seen[unit.orders[0]] = now
+        chosen = choose(units, schedule, seen, now, cycle=cycle, allowance=allowance).units
+        assert any(u.key == HEAD for u in chosen) or not any(u.key != HEAD for u in chosen)
+        for unit in chosen:
+            seen[unit.orders[0] if unit.orders else HEAD] = now
+        longest = max(
+            longest, *(now - seen.get(k, 0.0) for k in (HEAD, *(u.orders[0] for u in units[1:])))
+        )
         now += cycle
     assert longest <= period + cycle

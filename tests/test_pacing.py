@@ -76,3 +76,21 @@ def test_status_groups_pages_by_depth() -> None:
     groups = {g: n for g, n, _, _ in plan_summary(p.schedule, p.units)}
     assert groups == {"head (page 1 on)": 1, "pages 11-100": 1, "/status requests": 1}
     assert HEAD in p.schedule.rates
+
+
+def test_after_the_head_walk_pages_are_placed_by_the_arrivals_it_measured() -> None:
+    """Planned before the walk, the two orders are page 20; five new orders later they are
+    page 21: one request, not a page and a ``/status`` each for what moved."""
+    p = pacer()
+    open_orders = {
+        "head-1": ("Created", 0),
+        "deep-1": ("AwaitingCertificateAssignment", 398),
+        "deep-2": ("AwaitingCertificateAssignment", 399),
+    }
+    before = p.plan(open_orders, arrivals=0, now=T0)
+    assert before.walk_head
+    assert "page:20" in {unit.key for unit in before.units}
+    after = p.after_walk(open_orders, arrivals=5, now=T0 + 1, shown={"head-1"})
+    assert after.walk_head
+    assert [unit.key for unit in after.units] == ["page:21"]  # the head is not walked twice
+    assert after.orders == {"deep-1", "deep-2"}

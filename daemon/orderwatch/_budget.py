@@ -218,22 +218,39 @@ def choose(
     *,
     cycle: float,
     allowance: float = math.inf,
+    walked: bool = False,
 ) -> Choice:
     """The units to fetch in a cycle at ``now``, the next one ``cycle`` seconds later.
 
-    A unit is due when its interval ends before the middle of the next cycle (rounding to
-    the nearer cycle keeps the mean interval on plan). Due units that would pass the floor
-    before the next cycle come first and are always fetched; the others, most overdue first,
-    while ``allowance`` (units the hour's budget still has room for) lasts.
+    A unit is due when its interval ends before the middle of its next chance (rounding to
+    the nearer chance keeps the mean interval on plan). A page is placed by the head walk
+    (which measures the arrivals that shift it), so a page is fetched only in a cycle that
+    walks the head, and its next chance is the next head walk. Due units that would pass the
+    floor before the next cycle come first and are always fetched (a page among them brings
+    the head walk with it); then the head; then the others, most overdue first, while
+    ``allowance`` (units the hour's budget still has room for) lasts. ``walked``: the cycle
+    has walked the head already (``units`` are placed by it): pages may be fetched, the head
+    is not chosen again.
     """
+    head_every = schedule.interval(HEAD) if HEAD in schedule.rates else cycle
     due: list[tuple[bool, float, Unit]] = []
     for unit in units:
         age = now - last_fetched(unit, seen)
         interval = schedule.interval(unit.key) if unit.key in schedule.rates else math.inf
+        chance = max(cycle, head_every) if _placed(unit) else cycle
         urgent = age + cycle > schedule.floor_period
-        if urgent or age + cycle / 2 >= interval:
+        if urgent or age + chance / 2 >= interval:
             due.append((urgent, age / interval, unit))
-    due.sort(key=lambda item: (not item[0], -item[1]))
+    head = next((unit for unit in units if unit.key == HEAD), None)
+    if walked:
+        due = [item for item in due if item[2] is not head]
+    elif head is not None and any(urgent and _placed(unit) for urgent, _, unit in due):
+        # An urgent page needs the head walk that places it: the walk is urgent too.
+        due = [item for item in due if item[2] is not head]
+        due.append((True, math.inf, head))
+    elif head is not None and not any(unit is head for _, _, unit in due):
+        due = [item for item in due if not _placed(item[2])]  # they wait for the next walk
+    due.sort(key=lambda item: (not item[0], item[2] is not head, -item[1]))
     chosen: list[Unit] = []
     forced = deferred = 0
     for urgent, _, unit in due:
@@ -247,12 +264,25 @@ def choose(
     return Choice(tuple(chosen), deferred, forced)
 
 
+def _placed(unit: Unit) -> bool:
+    """Whether ``unit`` is a page found by prediction (its place depends on the arrivals)."""
+    return unit.key.startswith("page:")
+
+
 def next_due(
     units: Sequence[Unit], schedule: Schedule, seen: Mapping[str, float], now: float
 ) -> float:
-    """Seconds from ``now`` until the first unit falls due (0 if one is overdue)."""
+    """Seconds from ``now`` until the first unit falls due (0 if one is overdue). A page
+    falls due with the head walk that places it, or when it would pass the floor."""
+
+    def wait(unit: Unit) -> float:
+        return last_fetched(unit, seen) + schedule.interval(unit.key) - now
+
+    walk = min((wait(u) for u in units if u.key == HEAD and u.key in schedule.rates), default=0.0)
     waits = [
-        last_fetched(unit, seen) + schedule.interval(unit.key) - now
+        min(max(wait(unit), walk), last_fetched(unit, seen) + schedule.floor_period - now)
+        if _placed(unit)
+        else wait(unit)
         for unit in units
         if unit.key in schedule.rates
     ]

@@ -79,16 +79,9 @@ class Pacer:
     ) -> PacingPlan:
         """``open_orders``: id → (status, anchor); ``arrivals``: the counter that turns an
         anchor into today's index (the last one measured)."""
-        self.units = open_units(open_orders, arrivals, self.learner)
         # Only open orders are planned: what became final is forgotten.
         self.seen = {k: t for k, t in self.seen.items() if k in open_orders or k == HEAD}
-        need = floor_budget(len(self.units), self.floor_period)
-        self.schedule = allocate(
-            self.units,
-            max(self.budget * PLANNED_SHARE, need),
-            floor_period=self.floor_period,
-            max_rate=3600 / self.shortest,
-        )
+        schedule, need = self._allocate(open_orders, arrivals)
         floor_wins = need > self.budget
         if floor_wins and not self.floor_warned:
             log.warning(
@@ -105,11 +98,59 @@ class Pacer:
         self.ledger.per_hour = max(self.budget, need)
         allowance = self.budget - self.ledger.spent(now)
         choice = choose(
-            self.units, self.schedule, self.seen, now, cycle=self.wait(now), allowance=allowance
+            self.units, schedule, self.seen, now, cycle=self.wait(now), allowance=allowance
         )
         chosen = {order_id for unit in choice.units for order_id in unit.orders}
         walk = any(unit.key == HEAD for unit in choice.units)
         return PacingPlan(walk, frozenset(chosen), choice.units, choice.forced, floor_wins)
+
+    def after_walk(
+        self,
+        open_orders: Mapping[str, tuple[str, int | None]],
+        arrivals: int,
+        now: float,
+        shown: Iterable[str],
+    ) -> PacingPlan:
+        """The pages and ``/status`` requests of a cycle that has just walked the head, chosen
+        again from the arrivals the walk measured (``arrivals``) and the orders it ``shown``:
+        planned before the walk, a page would straddle two once new orders pushed it down."""
+        for order_id in shown:
+            self.seen[order_id] = now
+        self.seen[HEAD] = now
+        schedule, need = self._allocate(open_orders, arrivals)
+        allowance = self.budget - self.ledger.spent(now)
+        choice = choose(
+            self.units,
+            schedule,
+            self.seen,
+            now,
+            cycle=self.wait(now),
+            allowance=allowance,
+            walked=True,
+        )
+        chosen = {order_id for unit in choice.units for order_id in unit.orders}
+        return PacingPlan(
+            walk_head=True,
+            orders=frozenset(chosen),
+            units=choice.units,
+            forced=choice.forced,
+            floor_wins=need > self.budget,
+        )
+
+    def _allocate(
+        self, open_orders: Mapping[str, tuple[str, int | None]], arrivals: int
+    ) -> tuple[Schedule, float]:
+        """Form the units and their schedule; also returns the requests an hour the floor
+        needs."""
+        self.units = open_units(open_orders, arrivals, self.learner)
+        need = floor_budget(len(self.units), self.floor_period)
+        self.schedule = allocate(
+            self.units,
+            max(self.budget * PLANNED_SHARE, need),
+            floor_period=self.floor_period,
+            max_rate=3600 / self.shortest,
+        )
+        return self.schedule, need
 
     def wait(self, now: float) -> float:
         """Seconds until the next cycle: when the next unit falls due, within

@@ -192,6 +192,8 @@ class Poller:
         if full_walk and not first_sync:
             await store.call(partial(store.set_meta, full_walk_requested=int(state.walk_unproven)))
         await store.call(partial(self._settle_arrivals, state))
+        if pacing is not None and pacing.walk_head and not report.full_walk:
+            pacing = await store.call(partial(self._pace_after_walk, state))
         await self._refresh_stragglers(
             state, report, total_pages, only=None if pacing is None else pacing.orders
         )
@@ -235,6 +237,13 @@ class Poller:
         if self._pacer.schedule is not None:
             self._metrics.expected_delay.set(self._pacer.schedule.expected_delay)
         return pacing
+
+    def _pace_after_walk(self, state: _CycleState) -> PacingPlan:
+        """The pages and ``/status`` requests due, placed by the arrivals the walk measured."""
+        assert self._pacer is not None  # noqa: S101 - checked by the caller
+        return self._pacer.after_walk(
+            self._store.open_statuses(), self._store.arrivals, self._clock(), state.seen
+        )
 
     def _paced(self, state: _CycleState, report: CycleReport, pacing: PacingPlan | None) -> None:
         """Tell the request budget what the cycle saw; keep what it learned."""
