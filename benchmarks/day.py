@@ -130,6 +130,7 @@ class Outcome:
     by_hour: dict[int, list[float]]
     learner: RateLearner | None = None
     expected_delay: list[float] = field(default_factory=list)  # the model's own estimate
+    longest_cycle: float = 0.0  # seconds from a cycle's start to its last send accepted
 
     def figures(self) -> dict[str, float]:
         ordered = sorted(self.delays)
@@ -199,6 +200,7 @@ async def simulate(
             requests_before = app.requests["list"] + app.requests["status"]
             history_from = len(world.history)
             expected = []
+            longest_cycle = 0.0
             end = hours * HOUR
             while clock.now < end + interval:
                 started = clock.now
@@ -206,6 +208,7 @@ async def simulate(
                     requests_at_end = app.requests["list"] + app.requests["status"]
                 await poller.cycle()
                 await delivered(store)  # before the clock jumps to the next cycle
+                longest_cycle = max(longest_cycle, max(clock.now, receiver.free_at) - started)
                 if pacer is not None and pacer.schedule is not None:
                     expected.append(pacer.schedule.expected_delay)
                 wait = pacer.wait(clock.now) if pacer is not None else interval
@@ -225,6 +228,7 @@ async def simulate(
         dict(by_hour),
         pacer.learner if pacer else None,
         expected,
+        longest_cycle,
     )
 
 
@@ -268,7 +272,9 @@ async def compare(
         "budget_p95": b["p95"],
         "fixed_max": f["max"],
         "budget_max": b["max"],
-        "max_allowed": interval + max(interval / 60, 0),
+        # The target: no change waits longer than poll.interval plus one cycle (the longest).
+        "longest_cycle": budgeted.longest_cycle,
+        "max_allowed": interval + budgeted.longest_cycle,
         "model_delay": statistics.fmean(budgeted.expected_delay),
         "_budgeted": budgeted,
         "_fixed": fixed,
@@ -360,7 +366,7 @@ def main() -> int:
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     columns = ["pace", "changes", "budget_requests", "fixed_requests", "fixed_interval",
                "fixed_mean", "budget_mean", "mean_reduction", "fixed_p95", "budget_p95",
-               "budget_max", "max_allowed", "model_delay"]  # fmt: skip
+               "budget_max", "longest_cycle", "max_allowed", "model_delay"]  # fmt: skip
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(cell(row[c]) for c in columns) + " |")
