@@ -34,7 +34,7 @@ import statistics
 import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -72,6 +72,10 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        """Waiting (for the request budget's ledger) lets simulated time pass."""
+        self.now += seconds
 
 
 SEND = 0.05  # seconds a webhook takes from the courier to the receiver's acceptance
@@ -117,6 +121,37 @@ class Receiver:
                 yield change, min(times, default=until) - change.at
 
 
+@dataclass
+class Spend:
+    """Requests in any hour by the budget's ledger (its promise): the most, and the most once
+    the first sync's hour is out of the window."""
+
+    ledger: RequestLedger | None = None
+    first_hour_ends: float = math.inf
+    most: int = 0
+    most_later: int = 0
+
+    def look(self, now: float) -> None:
+        if self.ledger is not None:
+            spent = self.ledger.spent(now)
+            self.most = max(self.most, spent)
+            if now >= self.first_hour_ends:
+                self.most_later = max(self.most_later, spent)
+
+
+def in_window(
+    delays: Iterable[tuple[WorldChange, float]], start: float, end: float
+) -> tuple[list[float], dict[int, list[float]]]:
+    """The delays of the changes from ``start`` to ``end``: all, and by the hour they happened."""
+    kept: list[float] = []
+    by_hour: dict[int, list[float]] = defaultdict(list)
+    for change, delay in delays:
+        if start <= change.at < end:
+            kept.append(delay)
+            by_hour[int(change.at // HOUR)].append(delay)
+    return kept, by_hour
+
+
 async def delivered(store: Store) -> None:
     """Let the courier (on the same event loop) send everything committed so far."""
     while store.queue_counts()["pending"]:
@@ -131,6 +166,8 @@ class Outcome:
     learner: RateLearner | None = None
     expected_delay: list[float] = field(default_factory=list)  # the model's own estimate
     longest_cycle: float = 0.0  # seconds from a cycle's start to its last send accepted
+    most_in_an_hour: int = 0  # requests in any hour (budget planner only)
+    most_after_first_hour: int = 0  # the same, once the first sync's hour is past
 
     def figures(self) -> dict[str, float]:
         ordered = sorted(self.delays)
@@ -161,8 +198,11 @@ async def simulate(
     live = app.mock_transport()
     receiver = Receiver(clock)
 
+    spend = Spend()
+
     async def answer(request: httpx.Request) -> httpx.Response:
         await delivered(store)  # the courier runs beside the poller
+        spend.look(clock.now)
         clock.now += 1 / max_rps  # a request takes its slot of the rate budget
         world.step()
         return live.handle_request(request)
@@ -178,6 +218,7 @@ async def simulate(
                 ledger=RequestLedger(budget, None),
                 learner=learner or RateLearner(),
             )
+            spend.ledger = pacer.ledger
         settings = api_settings("http://127.0.0.1:9", 1e9)
         webhooks = WebhookSender(transport=httpx.MockTransport(receiver.accept))
         courier = Courier(store, [RECEIVER], Metrics(), clock=clock, webhooks=webhooks)
@@ -186,7 +227,8 @@ async def simulate(
                 settings,
                 transport=httpx.MockTransport(answer),
                 retry=NO_RETRY,
-                observe=(lambda *_: pacer.ledger.record(clock.now)) if pacer else (lambda *_: None),
+                # As in the daemon: a request waits while the last hour has no room.
+                before_request=partial(pacer.ledger.acquire, clock, clock.sleep) if pacer else None,
             ) as api,
             anyio.create_task_group() as group,
         ):
@@ -197,6 +239,7 @@ async def simulate(
             )  # fmt: skip
             await poller.cycle()  # the first sync: learns the day's start silently
             measured_from = clock.now
+            spend.first_hour_ends = measured_from + HOUR + 60  # the ledger counts whole minutes
             requests_before = app.requests["list"] + app.requests["status"]
             history_from = len(world.history)
             expected = []
@@ -217,11 +260,9 @@ async def simulate(
             group.cancel_scope.cancel()
         await webhooks.aclose()
         store.close()
-    delays, by_hour = [], defaultdict(list)
-    for change, delay in receiver.delays(world.history[history_from:], clock.now):
-        if measured_from <= change.at < end:
-            delays.append(delay)
-            by_hour[int(change.at // HOUR)].append(delay)
+    delays, by_hour = in_window(
+        receiver.delays(world.history[history_from:], clock.now), measured_from, end
+    )
     return Outcome(
         requests_at_end - requests_before,
         delays,
@@ -229,6 +270,8 @@ async def simulate(
         pacer.learner if pacer else None,
         expected,
         longest_cycle,
+        spend.most,
+        spend.most_later,
     )
 
 
@@ -274,6 +317,8 @@ async def compare(
         "budget_max": b["max"],
         # The target: no change waits longer than poll.interval plus one cycle (the longest).
         "longest_cycle": budgeted.longest_cycle,
+        "most_in_an_hour": budgeted.most_in_an_hour,
+        "most_after_first_hour": budgeted.most_after_first_hour,
         "max_allowed": interval + budgeted.longest_cycle,
         "model_delay": statistics.fmean(budgeted.expected_delay),
         "_budgeted": budgeted,
@@ -366,7 +411,8 @@ def main() -> int:
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     columns = ["pace", "changes", "budget_requests", "fixed_requests", "fixed_interval",
                "fixed_mean", "budget_mean", "mean_reduction", "fixed_p95", "budget_p95",
-               "budget_max", "longest_cycle", "max_allowed", "model_delay"]  # fmt: skip
+               "budget_max", "longest_cycle", "max_allowed", "most_in_an_hour",
+               "most_after_first_hour", "model_delay"]  # fmt: skip
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(cell(row[c]) for c in columns) + " |")

@@ -55,5 +55,7 @@ def test_on_three_simulated_hours_the_budget_beats_the_fixed_interval_at_the_sam
     # The full day's target is 30 % (docs/benchmarks.md); three night hours, the learner
     # starting from its prior, give about half.
     assert sum(budgeted.delays) <= 0.7 * sum(fixed.delays)
+    # The ledger held the budget: no hour had more than 1,200 requests.
+    assert 0 < budgeted.most_in_an_hour <= 1200
     # The delay includes the courier's share: at least one send to the receiver.
     assert min(budgeted.delays) >= day.SEND

@@ -14,6 +14,7 @@ from orderwatch._budget import (
     OpenOrder,
     Unit,
     allocate,
+    allowance,
     choose,
     floor_budget,
     next_due,
@@ -244,3 +245,32 @@ def test_no_unit_waits_past_the_floor_plus_one_cycle_and_pages_ride_with_the_hea
         )
         now += cycle
     assert longest <= period + cycle
+
+
+def test_the_allowance_keeps_room_for_the_floor_reads_the_coming_hour_needs() -> None:
+    """A first sync spent 1,000 of 1,200 at minute 0; 160 pages fall due at the floor (30 min)
+    together: until they are read, only 40 requests are free, not 200."""
+    now = 600.0  # minute 10
+
+    def still_counted(at: float) -> int:
+        return 1000 if at < 3600 else 0  # the first sync's minute leaves the window at 60
+
+    deadlines = [1800.0] * 160
+    assert allowance(1200, still_counted, deadlines, 1800, now) == 40
+    # Nothing counted any more: room for the floor's reads, each page twice in the hour.
+    assert allowance(1200, lambda at: 0, [now + 1800] * 160, 1800, now) == 1200 - 160 * 2
+    # A floor that cannot fit whatever the cycle does: negative.
+    assert allowance(1200, still_counted, [1800.0] * 300, 1800, now) < 0
+
+
+@given(
+    st.integers(0, 1500),
+    st.lists(st.floats(min_value=0, max_value=7200), max_size=50),
+    st.floats(min_value=60, max_value=7200),
+)
+def test_the_allowance_is_never_more_than_what_the_hour_has_left(
+    spent: int, deadlines: list[float], floor_period: float
+) -> None:
+    room = allowance(1200, lambda at: spent, deadlines, floor_period, 0.0)
+    assert room <= 1200 - spent
+    assert (room == 1200 - spent) == (not deadlines or min(deadlines) > 3600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import pytest
 
@@ -94,3 +95,56 @@ def test_after_the_head_walk_pages_are_placed_by_the_arrivals_it_measured() -> N
     assert after.walk_head
     assert [unit.key for unit in after.units] == ["page:21"]  # the head is not walked twice
     assert after.orders == {"deep-1", "deep-2"}
+
+
+def test_an_order_placed_on_the_head_that_the_walk_did_not_show_is_looked_at() -> None:
+    """Deleted by the shop, or its place was wrong: the walk read page 1 without it, so it is
+    looked up on its own (else it would wait until arrivals push it off the head)."""
+    p = pacer()
+    open_orders = {"head-1": ("Created", 0), "head-2": ("Payed", 3)}
+    p.plan(open_orders, arrivals=0, now=T0)
+    after = p.after_walk(open_orders, arrivals=0, now=T0 + 1, shown={"head-1"})
+    assert after.orders == {"head-2"}
+    assert p.seen == {"head-1": T0 + 1, HEAD: T0 + 1}
+
+
+def test_an_order_counts_as_seen_when_its_cycle_started() -> None:
+    """A unit is never thought fresher than it is: what a cycle showed is dated by its start,
+    so the floor (``poll.interval``) is kept from the moment the order was really read."""
+    p = pacer()
+    p.plan(OPEN, arrivals=0, now=T0)
+    after = p.after_walk(OPEN, arrivals=0, now=T0 + 20, shown={"head-1"}, seen_at=T0)
+    assert p.seen["head-1"] == T0 and p.seen[HEAD] == T0
+    assert after.orders >= {"deep-1", "deep-2", "lone"}  # never seen: due
+    p.observed(T0 + 30, set(OPEN), head_walked=True, counts={}, exits={}, arrivals=0, seen_at=T0)
+    assert set(p.seen.values()) == {T0}
+
+
+def test_when_a_first_sync_spent_the_hour_the_floor_wins_over_it_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """1,200 an hour; a first sync made 1,199 requests. The three units due at the floor cannot
+    fit in what is left: the cycle that reads them is not held by the ledger, with a WARNING."""
+    p = pacer(budget=1200.0, floor_period=600.0)
+    p.ledger.record(T0, 1199)
+    p.observed(T0, set(OPEN), head_walked=True, counts={}, exits={}, arrivals=0)
+    with caplog.at_level(logging.WARNING, logger="orderwatch"):
+        due = p.plan(OPEN, arrivals=0, now=T0 + 600)
+        again = p.plan(OPEN, arrivals=0, now=T0 + 601)
+    assert due.forced == 2 and {u.key for u in due.units} == {HEAD, "page:21", "status:lone"}
+    assert p.ledger.per_hour == math.inf  # the floor wins over the spent hour
+    assert again.forced == 2  # nothing was read in between: still due
+    assert caplog.text.count("leave no room for the") == 1  # once an hour
+
+
+def test_with_room_for_the_floor_the_ledger_holds_the_budget_and_keeps_the_room() -> None:
+    """1,150 spent: 50 left, of which the floor's reads in the coming hour (three units every
+    ten minutes, 18) are kept; the cycle may spend the rest."""
+    p = pacer(budget=1200.0, floor_period=600.0)
+    p.ledger.record(T0, 1150)
+    p.observed(T0, set(OPEN), head_walked=True, counts={}, exits={}, arrivals=0)
+    plan = p.plan(OPEN, arrivals=0, now=T0 + 600)
+    assert plan.forced == 0 and len(plan.units) == 3
+    assert p.ledger.per_hour == 1200
+    room, feasible = p._room(T0 + 600, p.wait(T0 + 600))
+    assert feasible and 0 < room <= 50 - 15

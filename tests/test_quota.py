@@ -92,3 +92,23 @@ async def test_a_spent_hour_holds_the_next_request_until_a_minute_leaves_it() ->
     now[0] = T0 + 3660  # the first minute has left the window
     await ledger.acquire(lambda: now[0])
     assert ledger.spent(now[0]) == 1
+
+
+@pytest.mark.anyio
+async def test_a_request_waits_for_room_on_the_clock_it_is_given() -> None:
+    """A full hour makes the next request wait until its oldest minute leaves the window; a
+    simulation passes its own clock and sleep, and no real time passes."""
+    now = [T0 + 30]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    ledger = RequestLedger(10, None)
+    ledger.record(T0, 10)
+    assert ledger.still_counted(T0 + 3599) == 10 and ledger.still_counted(T0 + 3660) == 0
+    with anyio.fail_after(1):
+        await ledger.acquire(lambda: now[0], sleep)
+    assert now[0] >= T0 + 3600 and ledger.spent(now[0]) == 1
+    assert len(slept) > 1  # a minute at a time

@@ -20,21 +20,25 @@ What a caller may rely on (property-tested):
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from orderwatch._models import PAGE_SIZE, is_final
 
 __all__ = [
     "HEAD",
+    "Choice",
     "OpenOrder",
     "Schedule",
     "Unit",
     "allocate",
+    "allowance",
     "choose",
     "floor_budget",
+    "last_fetched",
     "next_due",
     "units_for",
 ]
@@ -287,3 +291,32 @@ def next_due(
         if unit.key in schedule.rates
     ]
     return max(0.0, min(waits, default=schedule.floor_period))
+
+
+def allowance(
+    budget: float,
+    still_counted: Callable[[float], int],
+    deadlines: Iterable[float],
+    floor_period: float,
+    now: float,
+    *,
+    step: float = 60.0,
+) -> float:
+    """Requests a cycle at ``now`` may spend without leaving the coming hour too little for
+    the floor: at every moment ``now + x`` of the next hour, the requests already made that
+    still count then (``still_counted(now + x)``), plus what the cycle spends, plus the floor
+    reads due by then (each unit at its ``deadline``, then every ``floor_period``) must fit
+    in ``budget``. Without the reserve, an hour a first sync mostly spent goes to the units
+    worth most, and the floor's reads, all due together later, find no room."""
+    ordered = sorted(deadlines)
+    room = budget - still_counted(now)
+    x = step
+    while x <= _HOUR:
+        until = now + x
+        floor_reads, k = 0, 0
+        while (count := bisect.bisect_right(ordered, until - k * floor_period)) > 0:
+            floor_reads += count  # units due by ``until`` for the (k+1)-th time
+            k += 1
+        room = min(room, budget - still_counted(until) - floor_reads)
+        x += step
+    return room

@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 
 from orderwatch._budget import (
     HEAD,
+    Choice,
     OpenOrder,
     Schedule,
     Unit,
     allocate,
+    allowance,
     choose,
     floor_budget,
+    last_fetched,
     next_due,
     units_for,
 )
@@ -33,6 +36,7 @@ __all__ = ["Pacer", "PacingPlan", "open_units", "plan_summary"]
 log = logging.getLogger("orderwatch")
 
 PLANNED_SHARE = 0.95  # of the budget the schedule plans: the rest absorbs fallbacks and retries
+_WARN_EVERY = 3600.0  # seconds between two warnings that the floor won over a spent hour
 
 
 def open_units(
@@ -72,6 +76,7 @@ class Pacer:
     schedule: Schedule | None = None
     units: list[Unit] = field(default_factory=list)
     floor_warned: bool = False
+    spent_warned_at: float = -math.inf  # the floor last won over an hour already spent
     _counts: dict[str, int] = field(default_factory=dict)
 
     def plan(
@@ -94,15 +99,47 @@ class Pacer:
         elif not floor_wins and self.floor_warned:
             log.info("budget: the open orders fit poll.budget again")
         self.floor_warned = floor_wins
-        # The ledger lets the floor win too: its limit follows the larger of the two.
-        self.ledger.per_hour = max(self.budget, need)
-        allowance = self.budget - self.ledger.spent(now)
-        choice = choose(
-            self.units, schedule, self.seen, now, cycle=self.wait(now), allowance=allowance
-        )
+        cycle = self.wait(now)
+        room, feasible = self._room(now, cycle)
+        choice = choose(self.units, schedule, self.seen, now, cycle=cycle, allowance=room)
+        self._let_through(choice, need, feasible, now)
         chosen = {order_id for unit in choice.units for order_id in unit.orders}
         walk = any(unit.key == HEAD for unit in choice.units)
         return PacingPlan(walk, frozenset(chosen), choice.units, choice.forced, floor_wins)
+
+    def _room(self, now: float, cycle: float) -> tuple[float, bool]:
+        """Units the cycle may fetch, and whether the hour can hold the floor at all. Where it
+        can, room is kept for the floor's reads in the hour to come (a unit due now is read
+        now, then again a floor later); where it cannot (a first sync or a full walk spent
+        the hour), the floor will win anyway and the cycle gets what the hour has left."""
+        deadlines = []
+        for unit in self.units:
+            deadline = last_fetched(unit, self.seen) + self.floor_period
+            deadlines.append(now + self.floor_period if deadline <= now + cycle else deadline)
+        room = allowance(self.budget, self.ledger.still_counted, deadlines, self.floor_period, now)
+        if room < 0:
+            return self.budget - self.ledger.spent(now), False
+        return room, True
+
+    def _let_through(self, choice: Choice, need: float, feasible: bool, now: float) -> None:
+        """Set the ledger's limit for the cycle: the budget, or the floor's need if that is
+        more. When the hour cannot hold the floor (``feasible`` False: a first sync or a full
+        walk spent it), a cycle that must read units beyond it is not held: the floor wins,
+        with a WARNING at most once an hour."""
+        if choice.forced and not feasible and need <= self.budget:
+            if now - self.spent_warned_at >= _WARN_EVERY:
+                self.spent_warned_at = now
+                log.warning(
+                    "budget: this hour's %d requests (a first sync or full walk among them) "
+                    "leave no room for the %d pages and orders due at poll.interval; reading "
+                    "them anyway (poll.budget %d/h)",
+                    self.ledger.spent(now),
+                    choice.forced,
+                    self.budget,
+                )
+            self.ledger.per_hour = math.inf
+            return
+        self.ledger.per_hour = max(self.budget, need)
 
     def after_walk(
         self,
@@ -110,25 +147,33 @@ class Pacer:
         arrivals: int,
         now: float,
         shown: Iterable[str],
+        *,
+        seen_at: float | None = None,
     ) -> PacingPlan:
         """The pages and ``/status`` requests of a cycle that has just walked the head, chosen
         again from the arrivals the walk measured (``arrivals``) and the orders it ``shown``:
-        planned before the walk, a page would straddle two once new orders pushed it down."""
+        planned before the walk, a page would straddle two once new orders pushed it down.
+        ``seen_at``: when the walk started (default ``now``). An open order placed on the
+        head that the walk did not show is looked at too (its place was wrong)."""
+        shown = set(shown)
         for order_id in shown:
-            self.seen[order_id] = now
-        self.seen[HEAD] = now
+            self.seen[order_id] = now if seen_at is None else seen_at
+        self.seen[HEAD] = now if seen_at is None else seen_at
         schedule, need = self._allocate(open_orders, arrivals)
-        allowance = self.budget - self.ledger.spent(now)
+        cycle = self.wait(now)
+        room, feasible = self._room(now, cycle)
         choice = choose(
-            self.units,
-            schedule,
-            self.seen,
-            now,
-            cycle=self.wait(now),
-            allowance=allowance,
-            walked=True,
+            self.units, schedule, self.seen, now, cycle=cycle, allowance=room, walked=True
         )
+        self._let_through(choice, need, feasible, now)
         chosen = {order_id for unit in choice.units for order_id in unit.orders}
+        chosen.update(
+            order_id
+            for unit in self.units
+            if unit.key == HEAD
+            for order_id in unit.orders
+            if order_id not in shown
+        )
         return PacingPlan(
             walk_head=True,
             orders=frozenset(chosen),
@@ -169,13 +214,17 @@ class Pacer:
         counts: Mapping[str, int],
         exits: Mapping[str, int],
         arrivals: int,
+        seen_at: float | None = None,
     ) -> None:
         """What a cycle saw: the orders it showed, whether it walked the head, the orders per
-        status after it, the exits from each status and the new orders it found."""
+        status after it, the exits from each status and the new orders it found. ``seen_at``:
+        when the cycle started (default ``now``): an order counts as seen then, never later
+        than it was, so no unit is thought fresher than it is and the floor holds."""
+        at = now if seen_at is None else seen_at
         for order_id in seen:
-            self.seen[order_id] = now
+            self.seen[order_id] = at
         if head_walked:
-            self.seen[HEAD] = now
+            self.seen[HEAD] = at
         self.learner.advance(now, self._counts)
         for status, count in exits.items():
             self.learner.exited(status, count)

@@ -182,6 +182,8 @@ class Poller:
         report = CycleReport()
         first_sync, state, full_walk = await store.call(self._start_cycle)
         pacing = None if full_walk else await store.call(self._pace)
+        # The floor made the cycle spend beyond the budget (counted once a cycle).
+        floor_won = pacing is not None and (pacing.floor_wins or pacing.forced > 0)
         if pacing is None or pacing.walk_head:
             total_pages = await self._walk_head(
                 state, report, full_walk=full_walk, first_sync=first_sync
@@ -194,6 +196,9 @@ class Poller:
         await store.call(partial(self._settle_arrivals, state))
         if pacing is not None and pacing.walk_head and not report.full_walk:
             pacing = await store.call(partial(self._pace_after_walk, state))
+            floor_won = floor_won or pacing.forced > 0
+        if floor_won:
+            self._metrics.floor_wins.inc()
         await self._refresh_stragglers(
             state, report, total_pages, only=None if pacing is None else pacing.orders
         )
@@ -219,6 +224,7 @@ class Poller:
         head = self._store.get_meta("baseline_head") if first_sync else None
         self._newer_than = None if head is None else int(head)
         state = _CycleState(
+            started=self._clock(),
             open_anchors=self._store.open_anchors(),
             arrivals=0 if not any(self._counts.values()) else None,
             previous_arrivals=self._store.arrivals,
@@ -232,8 +238,6 @@ class Poller:
         if self._pacer is None:
             return None
         pacing = self._pacer.plan(self._store.open_statuses(), self._store.arrivals, self._clock())
-        if pacing.floor_wins:
-            self._metrics.floor_wins.inc()
         if self._pacer.schedule is not None:
             self._metrics.expected_delay.set(self._pacer.schedule.expected_delay)
         return pacing
@@ -241,9 +245,16 @@ class Poller:
     def _pace_after_walk(self, state: _CycleState) -> PacingPlan:
         """The pages and ``/status`` requests due, placed by the arrivals the walk measured."""
         assert self._pacer is not None  # noqa: S101 - checked by the caller
-        return self._pacer.after_walk(
-            self._store.open_statuses(), self._store.arrivals, self._clock(), state.seen
+        pacing = self._pacer.after_walk(
+            self._store.open_statuses(),
+            self._store.arrivals,
+            self._clock(),
+            state.seen,
+            seen_at=state.started,
         )
+        if self._pacer.schedule is not None:
+            self._metrics.expected_delay.set(self._pacer.schedule.expected_delay)
+        return pacing
 
     def _paced(self, state: _CycleState, report: CycleReport, pacing: PacingPlan | None) -> None:
         """Tell the request budget what the cycle saw; keep what it learned."""
@@ -256,6 +267,7 @@ class Poller:
             counts=self._counts,
             exits=report.exits,
             arrivals=report.new_orders,
+            seen_at=state.started,
         )
         for status, rate in self._pacer.learner.exit_rates().items():
             self._metrics.exit_rate.labels(status=status).set(rate)
@@ -705,6 +717,7 @@ class _Committed:
 
 @dataclass(slots=True)
 class _CycleState:
+    started: float  # by the poller's clock
     open_anchors: dict[str, int | None]  # only what planning needs: memory is per open order
     arrivals: int | None
     previous_arrivals: int

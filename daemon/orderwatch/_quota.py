@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -95,6 +95,10 @@ class RequestLedger:
         """Requests made in the last hour (a lease written ahead counts once made)."""
         return max(0, self._window.spent(now) - self._leased)
 
+    def still_counted(self, at: float) -> int:
+        """Requests made so far that will still count in the hour ending ``at`` (later)."""
+        return max(0, self._window.spent(at) - self._leased)
+
     def remaining(self, now: float) -> float:
         """Requests the budget still allows in the hour ending ``now``."""
         return self.per_hour - self.spent(now)
@@ -118,11 +122,16 @@ class RequestLedger:
             self._window.minutes[self._lease_minute] = max(0, left)
         self._leased = 0
 
-    async def acquire(self, clock: Callable[[], float] = time.time) -> None:
-        """Wait until the last hour has room for one more request, then count it."""
-        while self.spent(now := clock()) >= self.per_hour:  # noqa: ASYNC110 - waits for time
+    async def acquire(
+        self,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        """Wait until the last hour has room for one more request, then count it. ``clock``
+        tells the time and ``sleep`` lets it pass (a simulation hands in its own)."""
+        while self.spent(now := clock()) >= self.per_hour:
             # Room comes back when the oldest minute leaves the window.
-            await anyio.sleep(_MINUTE - now % _MINUTE + 0.01)
+            await sleep(_MINUTE - now % _MINUTE + 0.01)
         self.record(now)
 
     def close(self) -> None:
