@@ -419,6 +419,11 @@ def test_the_sandbox_command_serves_a_shop_day_whose_orders_arrive_and_move(
         (["--scenario", "shop-day", "--arrivals-per-day", "0"],
          "argument --arrivals-per-day: must be > 0 and <= 1,000,000, not 0"),
         (["--fault-errors", "1.5"], "argument --fault-errors: must be >= 0 and <= 1, not 1.5"),
+        (["--fault-shift", "-1"], "argument --fault-shift: must be from 0 to 1000, not -1"),
+        (["--token-lifetime", "nan"], "argument --token-lifetime: not a finite number: 'nan'"),
+        (["--scenario", "shop-day", "--speed", "86400", "--arrivals-per-day", "1000000"],
+         ("--speed x --arrivals-per-day: 1,000,000 new orders a second, more than the sandbox "
+          "keeps up with (1,000)")),
         (["--scenario", "shop-day", "--start-hour", "24"],
          "argument --start-hour: must be from 0 to 23, not 24"),
         (["--scenario", "shop-day", "--tick", "0"],

@@ -50,6 +50,7 @@ _SCENARIOS = ("steps", "shop-day")
 _TICK = {"steps": 2.0, "shop-day": 0.1}  # seconds; shop-day's stamps changes when due anyway
 # Each scenario's own options, with their defaults: given for the other one, they are an error.
 _STEPS_DEFAULTS: dict[str, float] = {"open": 15, "arrival_rate": 0.5}
+_MOST_ARRIVALS = 1000.0  # new orders a wall-clock second a shop-day sandbox serves
 _DAY_DEFAULTS: dict[str, float] = {
     "speed": 60.0,
     "dwell_scale": 1.0,
@@ -285,7 +286,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"steps: seconds between lifecycle steps (default {_TICK['steps']:g}); shop-day: "
         f"seconds between catch-ups with its clock (default {_TICK['shop-day']:g})",
     )
-    sandbox.add_argument("--token-lifetime", type=float, default=3600.0, help="expires_in seconds")
+    sandbox.add_argument(
+        "--token-lifetime", type=_real(0, 366 * 86400, low_allowed=False), default=3600.0,
+        help="expires_in seconds",
+    )  # fmt: skip
     sandbox.add_argument("--list-key", choices=["data", "orders"], default="data")
     sandbox.add_argument("--client-id", default="sandbox")
     sandbox.add_argument("--client-secret", default="sandbox-secret")
@@ -344,7 +348,7 @@ def _parser() -> argparse.ArgumentParser:
         )  # fmt: skip
     faults.add_argument("--slow-seconds", type=_real(0, 3600), default=15.0)
     faults.add_argument("--retry-after", type=_whole(0, 86400), default=1)
-    faults.add_argument("--fault-shift", dest="shift", type=int, default=0, metavar="N",
+    faults.add_argument("--fault-shift", dest="shift", type=_whole(0, 1000), default=0, metavar="N",
                         help="N new orders land at the head before every list request")  # fmt: skip
     faults.add_argument("--old-spelling", action="store_true", help='"Canceled"')
     faults.add_argument("--trailing-comma", action="store_true", help="the docs' status body")
@@ -902,6 +906,14 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     misfits = _sandbox_misfits(args)
     if misfits:
         args.reject(misfits)
+    if args.scenario == "shop-day":
+        day = _scenario_options(args, _DAY_DEFAULTS)
+        per_second = float(day["arrivals_per_day"]) * float(day["speed"]) / 86400
+        if per_second > _MOST_ARRIVALS:
+            args.reject(
+                f"--speed x --arrivals-per-day: {per_second:,.0f} new orders a second, more than "
+                f"the sandbox keeps up with ({_MOST_ARRIVALS:,.0f})"
+            )
     faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})
     tick = _TICK[args.scenario] if args.tick is None else args.tick
     world: World
