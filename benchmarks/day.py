@@ -254,8 +254,10 @@ async def simulate(
                 longest_cycle = max(longest_cycle, max(clock.now, receiver.free_at) - started)
                 if pacer is not None and pacer.schedule is not None:
                     expected.append(pacer.schedule.expected_delay)
-                wait = pacer.wait(clock.now) if pacer is not None else interval
-                clock.now = max(clock.now, started + wait)
+                # As the daemon: the budget's next cycle is due a wait from now; the fixed
+                # planner's, an interval from the start of this one.
+                due = clock.now + pacer.wait(clock.now) if pacer is not None else started + interval
+                clock.now = max(clock.now, due)
                 world.step()
             group.cancel_scope.cancel()
         await webhooks.aclose()

@@ -504,7 +504,9 @@ class Service:
                 )
             self.metrics.poll_requests.observe(api.requests_made - requests_before)
             await self._cycle_done(parts, started, outcome)
-            self._interval = self._next_wait(parts, changed=changed)
+            self._interval = self._next_wait(
+                parts, changed=changed, elapsed=anyio.current_time() - started
+            )
             await self._wait_for_next_cycle(started)
 
     async def _cycle_done(self, parts: Parts, started: float, outcome: str) -> None:
@@ -542,11 +544,12 @@ class Service:
             nap = min(remaining, _MAX_NAP, self.notifier.watchdog_interval or _MAX_NAP)
             await anyio.sleep(nap)
 
-    def _next_wait(self, parts: Parts, *, changed: bool) -> float:
-        """Seconds to the next cycle: when the budget's next unit falls due, else as
-        ``poll.interval`` and ``poll.min_interval`` say."""
+    def _next_wait(self, parts: Parts, *, changed: bool, elapsed: float) -> float:
+        """Seconds from the start of the cycle that just ended (``elapsed`` ago) to the next:
+        when the budget's next unit falls due (counted from now), else as ``poll.interval``
+        and ``poll.min_interval`` say."""
         if parts.pacer is not None:
-            return parts.pacer.wait(time.time())
+            return elapsed + parts.pacer.wait(time.time())
         poll = self.settings.poll
         return next_interval(
             self._interval, changed=changed, interval=poll.interval, min_interval=poll.min_interval
