@@ -956,7 +956,9 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         print(scenario_line, flush=True)
     try:
         while True:
-            time.sleep(3600)
+            # Short naps: a Ctrl-C that the kernel hands to another of the sandbox's threads
+            # interrupts no sleep, and is only acted on when the main thread wakes.
+            time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
