@@ -127,7 +127,7 @@ def test_when_a_first_sync_spent_the_hour_the_floor_wins_over_it_with_one_warnin
     fit in what is left: the cycle that reads them is not held by the ledger, with a WARNING."""
     p = pacer(budget=1200.0, floor_period=600.0)
     p.ledger.record(T0, 1199)
-    p.observed(T0, set(OPEN), head_walked=True, counts={}, exits={}, arrivals=0)
+    p.observed(T0, set(OPEN), head_walked=True, counts={}, exits={}, arrivals=0, walked_all=True)
     with caplog.at_level(logging.WARNING, logger="orderwatch"):
         due = p.plan(OPEN, arrivals=0, now=T0 + 600)
         again = p.plan(OPEN, arrivals=0, now=T0 + 601)
@@ -148,3 +148,14 @@ def test_with_room_for_the_floor_the_ledger_holds_the_budget_and_keeps_the_room(
     assert p.ledger.per_hour == 1200
     room, feasible = p._room(T0 + 600, p.wait(T0 + 600))
     assert feasible and 0 < room <= 50 - 15
+
+
+def test_without_a_full_walk_in_the_hour_the_ledger_holds_the_budget_even_for_the_floor() -> None:
+    """The hour was spent by ordinary cycles: the floor's reads wait for room in the ledger
+    rather than spend past the budget."""
+    p = pacer(budget=1200.0, floor_period=600.0)
+    p.ledger.record(T0, 1199)
+    p.observed(T0, set(OPEN), head_walked=True, counts={}, exits={}, arrivals=0)
+    due = p.plan(OPEN, arrivals=0, now=T0 + 600)
+    assert due.forced == 2
+    assert p.ledger.per_hour == 1200

@@ -37,6 +37,7 @@ log = logging.getLogger("orderwatch")
 
 PLANNED_SHARE = 0.95  # of the budget the schedule plans: the rest absorbs fallbacks and retries
 _WARN_EVERY = 3600.0  # seconds between two warnings that the floor won over a spent hour
+_WINDOW = 3660.0  # seconds a request counts in the ledger (an hour of whole minutes)
 
 
 def open_units(
@@ -77,6 +78,7 @@ class Pacer:
     units: list[Unit] = field(default_factory=list)
     floor_warned: bool = False
     spent_warned_at: float = -math.inf  # the floor last won over an hour already spent
+    walked_all_at: float = -math.inf  # the last full walk (a first sync among them) ended
     _counts: dict[str, int] = field(default_factory=dict)
 
     def plan(
@@ -123,10 +125,12 @@ class Pacer:
 
     def _let_through(self, choice: Choice, need: float, feasible: bool, now: float) -> None:
         """Set the ledger's limit for the cycle: the budget, or the floor's need if that is
-        more. When the hour cannot hold the floor (``feasible`` False: a first sync or a full
-        walk spent it), a cycle that must read units beyond it is not held: the floor wins,
-        with a WARNING at most once an hour."""
-        if choice.forced and not feasible and need <= self.budget:
+        more. When the hour cannot hold the floor (``feasible`` False) because a first sync or
+        a full walk spent it, a cycle that must read units beyond it is not held: the floor
+        wins, with a WARNING at most once an hour. Otherwise the budget holds (a request waits
+        for room in the ledger)."""
+        walk_counts = now - self.walked_all_at < _WINDOW  # a full walk is in the ledger's hour
+        if choice.forced and not feasible and need <= self.budget and walk_counts:
             if now - self.spent_warned_at >= _WARN_EVERY:
                 self.spent_warned_at = now
                 log.warning(
@@ -215,12 +219,16 @@ class Pacer:
         exits: Mapping[str, int],
         arrivals: int,
         seen_at: float | None = None,
+        walked_all: bool = False,
     ) -> None:
         """What a cycle saw: the orders it showed, whether it walked the head, the orders per
-        status after it, the exits from each status and the new orders it found. ``seen_at``:
+        status after it, the exits from each status and the new orders it found (and
+        ``walked_all``: whether it walked the whole list, a first sync or not). ``seen_at``:
         when the cycle started (default ``now``): an order counts as seen then, never later
         than it was, so no unit is thought fresher than it is and the floor holds."""
         at = now if seen_at is None else seen_at
+        if walked_all:
+            self.walked_all_at = now
         for order_id in seen:
             self.seen[order_id] = at
         if head_walked:

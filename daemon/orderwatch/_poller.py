@@ -268,6 +268,7 @@ class Poller:
             exits=report.exits,
             arrivals=report.new_orders,
             seen_at=state.started,
+            walked_all=report.full_walk,
         )
         for status, rate in self._pacer.learner.exit_rates().items():
             self._metrics.exit_rate.labels(status=status).set(rate)
