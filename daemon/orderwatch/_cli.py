@@ -12,7 +12,9 @@ import dataclasses
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -954,15 +956,18 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     )
     if scenario_line:
         print(scenario_line, flush=True)
+    # Ctrl-C and SIGTERM stop it, whatever the signals' dispositions were when it started.
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     try:
-        while True:
-            # Short naps: a Ctrl-C that the kernel hands to another of the sandbox's threads
-            # interrupts no sleep, and is only acted on when the main thread wakes.
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+        while not stopping.wait(0.5):
+            pass
     finally:
-        sandbox.stop()
+        # Shut the server down, but never hang on it: a stop is a stop.
+        stopper = threading.Thread(target=sandbox.stop, name="sandbox-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout=5)
     return 0
 
 
