@@ -107,7 +107,7 @@ async def test_a_request_waits_for_room_on_the_clock_it_is_given() -> None:
 
     ledger = RequestLedger(10, None)
     ledger.record(T0, 10)
-    assert ledger.still_counted(T0 + 3599) == 10 and ledger.still_counted(T0 + 3660) == 0
+    assert ledger.spent(T0 + 3599) == 10 and ledger.spent(T0 + 3660) == 0
     with anyio.fail_after(1):
         await ledger.acquire(lambda: now[0], sleep)
     assert now[0] >= T0 + 3600 and ledger.spent(now[0]) == 1

@@ -101,13 +101,21 @@ class Pacer:
         elif not floor_wins and self.floor_warned:
             log.info("budget: the open orders fit poll.budget again")
         self.floor_warned = floor_wins
-        cycle = self.wait(now)
-        room, feasible = self._room(now, cycle)
-        choice = choose(self.units, schedule, self.seen, now, cycle=cycle, allowance=room)
-        self._let_through(choice, need, feasible, now)
+        choice = self._choose(schedule, need, now, walked=False)
         chosen = {order_id for unit in choice.units for order_id in unit.orders}
         walk = any(unit.key == HEAD for unit in choice.units)
         return PacingPlan(walk, frozenset(chosen), choice.units, choice.forced, floor_wins)
+
+    def _choose(self, schedule: Schedule, need: float, now: float, *, walked: bool) -> Choice:
+        """The units due now within the hour's room (``walked``: the head walk is done), with
+        the ledger's limit set for the cycle."""
+        cycle = self.wait(now)
+        room, feasible = self._room(now, cycle)
+        choice = choose(
+            self.units, schedule, self.seen, now, cycle=cycle, allowance=room, walked=walked
+        )
+        self._let_through(choice, need, feasible, now)
+        return choice
 
     def _room(self, now: float, cycle: float) -> tuple[float, bool]:
         """Units the cycle may fetch, and whether the hour can hold the floor at all. Where it
@@ -118,7 +126,7 @@ class Pacer:
         for unit in self.units:
             deadline = last_fetched(unit, self.seen) + self.floor_period
             deadlines.append(now + self.floor_period if deadline <= now + cycle else deadline)
-        room = allowance(self.budget, self.ledger.still_counted, deadlines, self.floor_period, now)
+        room = allowance(self.budget, self.ledger.spent, deadlines, self.floor_period, now)
         if room < 0:
             return self.budget - self.ledger.spent(now), False
         return room, True
@@ -164,12 +172,7 @@ class Pacer:
             self.seen[order_id] = now if seen_at is None else seen_at
         self.seen[HEAD] = now if seen_at is None else seen_at
         schedule, need = self._allocate(open_orders, arrivals)
-        cycle = self.wait(now)
-        room, feasible = self._room(now, cycle)
-        choice = choose(
-            self.units, schedule, self.seen, now, cycle=cycle, allowance=room, walked=True
-        )
-        self._let_through(choice, need, feasible, now)
+        choice = self._choose(schedule, need, now, walked=True)
         chosen = {order_id for unit in choice.units for order_id in unit.orders}
         chosen.update(
             order_id

@@ -92,12 +92,9 @@ class RequestLedger:
                 log.warning("budget: cannot read %s (%s); counting afresh", path, error)
 
     def spent(self, now: float) -> int:
-        """Requests made in the last hour (a lease written ahead counts once made)."""
+        """Requests made in the last hour (a lease written ahead counts once made). For a
+        ``now`` still to come: the requests made so far that will still count then."""
         return max(0, self._window.spent(now) - self._leased)
-
-    def still_counted(self, at: float) -> int:
-        """Requests made so far that will still count in the hour ending ``at`` (later)."""
-        return max(0, self._window.spent(at) - self._leased)
 
     def remaining(self, now: float) -> float:
         """Requests the budget still allows in the hour ending ``now``."""
